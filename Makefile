@@ -1,0 +1,30 @@
+# Every target builds its own virtual environment, so a fresh clone needs nothing else.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+PYTEST_WORKERS ?= auto
+
+.PHONY: demo test lint bench clean
+
+$(INSTALLED): pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(PYTHON) -m examples.resnet_classification.main \
+	  --config=examples/resnet_classification/configs/demo.py --workdir=runs/demo
+
+test: $(INSTALLED)
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS)
+
+lint: $(INSTALLED)
+	$(PYTHON) -m ruff check znorm_optax examples tests benchmarks
+
+bench: $(INSTALLED)
+	$(PYTHON) benchmarks/overhead.py
+	$(PYTHON) benchmarks/train_throughput.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

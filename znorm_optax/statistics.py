@@ -1,0 +1,53 @@
+"""Per-leaf gradient statistics, for spotting vanishing and exploding gradients."""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from znorm_optax import _leaves
+
+
+class LeafStatistics(NamedTuple):
+  """Statistics of one gradient leaf, as float32 (or wider) scalars."""
+
+  mean: jax.Array
+  std: jax.Array
+  l2_norm: jax.Array
+
+
+def gradient_statistics(grads: Any) -> dict[str, LeafStatistics]:
+  """Mean, population std and L2 norm of every leaf, keyed by its path.
+
+  Jit-compatible. Empty leaves report NaN mean and std and a zero norm.
+
+  Args:
+    grads: a pytree of floating-point arrays.
+
+  Returns:
+    A dict from each leaf's path (as :func:`jax.tree_util.keystr` writes it)
+    to its :class:`LeafStatistics`, in the tree's leaf order.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> import znorm_optax
+    >>> grads = {'dense': {'kernel': jnp.array([[3., 4.], [0., 0.]])}}
+    >>> stats = znorm_optax.gradient_statistics(grads)
+    >>> print(list(stats))
+    ["['dense']['kernel']"]
+    >>> print(stats["['dense']['kernel']"])
+    LeafStatistics(mean=Array(1.75, dtype=float32), std=Array(1.7853571, dtype=float32), l2_norm=Array(5., dtype=float32))
+  """
+
+  def statistics(g):
+    axes = _leaves.reduction_axes(g, per_channel=False)
+    deviation, mean = _leaves.centered(g, axes)
+    std = _leaves.population_std(deviation, axes)
+    l2_norm = jnp.sqrt(jnp.sum(jnp.square(g.astype(deviation.dtype))))
+    return LeafStatistics(mean.reshape(()), std.reshape(()), l2_norm)
+
+  tree = _leaves.map_float_leaves(statistics, grads, caller='gradient_statistics')
+  leaves_with_paths = jax.tree_util.tree_leaves_with_path(
+      tree, is_leaf=lambda x: isinstance(x, LeafStatistics)
+  )
+  return {jax.tree_util.keystr(path): leaf for path, leaf in leaves_with_paths}
