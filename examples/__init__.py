@@ -1,0 +1,1 @@
+"""Runnable Flax examples for znorm_optax; run them from the repository root."""

@@ -1,0 +1,163 @@
+"""Data parallelism: ``sharded`` (jit over a mesh), ``pmap`` and ``none``.
+
+Each mode places the train state and the batches on devices and compiles the
+steps of :mod:`examples.training.steps`. All modes train the same global batch
+with the same global BatchNorm statistics, so they give the same result up to
+floating-point reassociation.
+"""
+
+import abc
+from typing import Callable
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MODES = ('sharded', 'pmap', 'none')
+DATA_AXIS = 'data'
+PMAP_AXIS = 'batch'
+
+
+class DataParallel(abc.ABC):
+  """Where the state and batches live and how steps are compiled."""
+
+  batch_norm_axis_name: str | None = None
+  """What the model's BatchNorm must reduce over (only ``pmap`` needs one)."""
+
+  @property
+  @abc.abstractmethod
+  def num_devices(self) -> int:
+    """Devices that share each global batch."""
+
+  @abc.abstractmethod
+  def put_state(self, state):
+    """Places a host (or single-device) pytree as this mode keeps it."""
+
+  @abc.abstractmethod
+  def get_state(self, state):
+    """One process-local copy of a placed pytree, as NumPy arrays."""
+
+  @abc.abstractmethod
+  def put_batch(self, batch: dict[str, np.ndarray]):
+    """Places this process's part of a global batch."""
+
+  @abc.abstractmethod
+  def compile(self, step: Callable, *, donate_argnums: tuple[int, ...]) -> Callable:
+    """Compiles a step ``(state, batch) -> outputs`` of :mod:`examples.training.steps`."""
+
+
+class SingleDevice(DataParallel):
+  """``none``: one device, ``jax.jit``."""
+
+  def __init__(self):
+    if jax.process_count() > 1:
+      raise ValueError('--config.parallel=none cannot run on several processes; use sharded or pmap.')
+    self._device = jax.local_devices()[0]
+
+  @property
+  def num_devices(self) -> int:
+    return 1
+
+  def put_state(self, state):
+    return jax.device_put(state, self._device)
+
+  def get_state(self, state):
+    return jax.device_get(state)
+
+  def put_batch(self, batch):
+    return jax.device_put(batch, self._device)
+
+  def compile(self, step, *, donate_argnums):
+    return jax.jit(step, donate_argnums=donate_argnums)
+
+
+class Sharded(DataParallel):
+  """``sharded``: ``jax.jit`` over a 1-D ``Mesh``; batch split on ``data``, state replicated.
+
+  Works across processes: each process passes its local part of the batch.
+  """
+
+  def __init__(self):
+    self.mesh = Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+    self._replicated = NamedSharding(self.mesh, PartitionSpec())
+    self._batch_sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
+
+  @property
+  def num_devices(self) -> int:
+    return self.mesh.size
+
+  def put_state(self, state):
+    def replicate(x):
+      x = np.asarray(x)
+      return jax.make_array_from_callback(x.shape, self._replicated, lambda index: x[index])
+
+    return jax.tree.map(replicate, state)
+
+  def get_state(self, state):
+    return jax.tree.map(lambda x: np.asarray(x.addressable_data(0)), state)
+
+  def put_batch(self, batch):
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(self._batch_sharding, x), batch
+    )
+
+  def compile(self, step, *, donate_argnums):
+    replicated = self._replicated
+    return jax.jit(
+        step,
+        in_shardings=(replicated, self._batch_sharding),
+        out_shardings=replicated,
+        donate_argnums=donate_argnums,
+    )
+
+
+class Pmapped(DataParallel):
+  """``pmap``: one replica per device with a leading device axis; ``lax.pmean`` syncs them."""
+
+  batch_norm_axis_name = PMAP_AXIS
+
+  def __init__(self):
+    self._local_devices = jax.local_device_count()
+    # The layout pmap gives its outputs; placing inputs the same way avoids a copy per step.
+    mesh = Mesh(np.asarray(jax.devices()), (PMAP_AXIS,))
+    self._sharding = NamedSharding(mesh, PartitionSpec(PMAP_AXIS))
+
+  @property
+  def num_devices(self) -> int:
+    return jax.device_count()
+
+  def _put(self, local_stack):
+    return jax.make_array_from_process_local_data(self._sharding, local_stack)
+
+  def put_state(self, state):
+    return jax.tree.map(
+        lambda x: self._put(np.broadcast_to(np.asarray(x), (self._local_devices,) + np.shape(x))),
+        state,
+    )
+
+  def get_state(self, state):
+    return jax.tree.map(
+        lambda x: np.asarray(x.addressable_shards[0].data).reshape(x.shape[1:]), state
+    )
+
+  def put_batch(self, batch):
+    def split(x):
+      if x.shape[0] % self._local_devices:
+        raise ValueError(
+            f'The per-process batch ({x.shape[0]}) must be divisible by the '
+            f'{self._local_devices} local devices.'
+        )
+      return self._put(x.reshape((self._local_devices, -1) + x.shape[1:]))
+
+    return jax.tree.map(split, batch)
+
+  def compile(self, step, *, donate_argnums):
+    return jax.pmap(step, axis_name=PMAP_AXIS, donate_argnums=donate_argnums)
+
+
+def make(mode: str) -> DataParallel:
+  """Returns the :class:`DataParallel` for ``--config.parallel`` (one of :data:`MODES`)."""
+  modes = {'sharded': Sharded, 'pmap': Pmapped, 'none': SingleDevice}
+  if mode not in modes:
+    raise ValueError(f'Unknown --config.parallel={mode!r}; valid values are: {", ".join(MODES)}.')
+  return modes[mode]()
