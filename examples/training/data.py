@@ -1,6 +1,6 @@
 """An in-memory :class:`~examples.training.task.DataSource` and batch padding."""
 
-from typing import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 

@@ -5,7 +5,7 @@ the update), so a sweep over method names is a controlled comparison. All
 examples build their optimizer through :func:`make_optimizer`.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import optax
 

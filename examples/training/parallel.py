@@ -7,7 +7,7 @@ floating-point reassociation.
 """
 
 import abc
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np

@@ -6,7 +6,7 @@ or by ``jax.pmap``. Steps return metric *sums*, which the loop adds up on device
 with :func:`accumulate` and reads once per log interval.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

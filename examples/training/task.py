@@ -1,7 +1,8 @@
 """What a task (classification, segmentation, ...) gives the shared training loop."""
 
 import dataclasses
-from typing import Callable, Iterable, Mapping, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 import jax
 import numpy as np

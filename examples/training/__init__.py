@@ -1,0 +1,31 @@
+"""The training core shared by the examples; it knows nothing about any one task.
+
+A task plugs in with three things:
+
+1. A :class:`~examples.training.task.Task`: ``create_model(rngs,
+   batch_norm_axis_name)`` returning an ``nnx.Module``, ``train_loss(model,
+   batch) -> (loss, metric_sums)`` and ``eval_metrics(model, batch) ->
+   metric_sums``. Metric values are sums over the batch's real examples
+   (weight by ``batch['mask']``); the core adds the example count and reports
+   means, e.g. ``train_loss`` and ``test_accuracy``.
+2. A :class:`~examples.training.task.DataSource` of process-local NumPy
+   batches, e.g. :class:`~examples.training.data.ArraySource` for arrays in
+   memory. Split the global batch with
+   :func:`~examples.training.distributed.process_batch_size`.
+3. An optimizer, usually :func:`~examples.training.methods.make_optimizer`
+   with a method name (``adam``, ``znorm``, ``gc``, ``clip``, ``wd1e-3``,
+   ``wd1e-4``) and a learning rate or optax schedule.
+
+Then :func:`~examples.training.loop.fit` trains with ``--config.parallel`` =
+``sharded`` (default), ``pmap`` or ``none``, evaluates every epoch, writes
+``metrics.jsonl``, checkpoints with orbax and resumes with
+``--config.resume``. :func:`~examples.training.sweep.run_sweep` runs models x
+methods x seeds, and :func:`~examples.training.report.write_report` makes the
+mean ± std table and the per-epoch curves with the task's own columns.
+Multi-host runs call :func:`~examples.training.distributed.initialize` first.
+
+Modules: ``methods`` (optimizer registry), ``task`` (interfaces), ``steps``
+(jittable steps), ``parallel`` (data-parallel modes), ``distributed``
+(processes), ``data`` (in-memory source, padding), ``checkpointing`` (orbax),
+``metrics_log`` (JSONL), ``loop`` (the training loop), ``sweep`` and ``report``.
+"""
