@@ -4,11 +4,8 @@ import collections
 import os
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use('Agg')  # Files only; no display is needed (or available on servers).
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import figure as mpl_figure
 from matplotlib import ticker
 
 from examples.training import methods as methods_lib
@@ -58,9 +55,10 @@ def plot_curves(results: Sequence[RunResult], curves: Sequence[Column], path: st
   """
   groups = _group(results)
   models = list(dict.fromkeys(model for model, _ in groups))
-  figure, axes = plt.subplots(
-      len(models), len(curves), figsize=(5 * len(curves), 3.6 * len(models)), squeeze=False
-  )
+  # A bare Figure (no pyplot) renders to files without choosing a backend, so importing this
+  # module leaves a notebook's inline plotting alone.
+  figure = mpl_figure.Figure(figsize=(5 * len(curves), 3.6 * len(models)))
+  axes = figure.subplots(len(models), len(curves), squeeze=False)
   for row, model in enumerate(models):
     for (key, label, _), ax in zip(curves, axes[row]):
       for (group_model, method), runs in groups.items():
@@ -79,7 +77,6 @@ def plot_curves(results: Sequence[RunResult], curves: Sequence[Column], path: st
   figure.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   figure.savefig(path, dpi=120)
-  plt.close(figure)
   return path
 
 
