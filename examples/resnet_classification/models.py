@@ -1,0 +1,195 @@
+"""ResNets in Flax NNX: CIFAR-style basic-block nets and bottleneck ResNet-50/101/152.
+
+Every convolution is followed by BatchNorm, as in the paper. BatchNorm momentum
+defaults to 0.9 so the running statistics used at evaluation converge within
+short runs (with 0.99 they need thousands of steps).
+"""
+
+import functools
+
+import jax
+from flax import nnx
+
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+BOTTLENECK_STAGES = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+MODELS = tuple(f'resnet{d}' for d in CIFAR_DEPTHS + tuple(BOTTLENECK_STAGES))
+DEFAULT_WIDTH = {'cifar': 16, 'bottleneck': 64}
+
+
+class _ConvBN(nnx.Module):
+  """Convolution without bias followed by BatchNorm."""
+
+  def __init__(self, in_features, out_features, kernel, stride, *, norm, rngs):
+    self.conv = nnx.Conv(
+        in_features, out_features, (kernel, kernel), strides=stride, padding='SAME',
+        use_bias=False, kernel_init=nnx.initializers.he_normal(), rngs=rngs,
+    )
+    self.norm = norm(out_features, rngs=rngs)
+
+  def __call__(self, x):
+    return self.norm(self.conv(x))
+
+
+class BasicBlock(nnx.Module):
+  """Two 3x3 conv-BN layers; with ``skip_connection`` their output is added to the input.
+
+  When the shape changes, the shortcut is a 1x1 conv-BN projection.
+  """
+
+  def __init__(self, in_features, features, stride, *, skip_connection, norm, rngs):
+    self.conv1 = _ConvBN(in_features, features, 3, stride, norm=norm, rngs=rngs)
+    self.conv2 = _ConvBN(features, features, 3, 1, norm=norm, rngs=rngs)
+    self.skip_connection = skip_connection
+    needs_projection = skip_connection and (stride != 1 or in_features != features)
+    self.projection = (
+        _ConvBN(in_features, features, 1, stride, norm=norm, rngs=rngs)
+        if needs_projection else None
+    )
+
+  def __call__(self, x):
+    y = self.conv2(nnx.relu(self.conv1(x)))
+    if self.skip_connection:
+      y = y + (x if self.projection is None else self.projection(x))
+    return nnx.relu(y)
+
+
+class BottleneckBlock(nnx.Module):
+  """1x1 reduce, 3x3, 1x1 expand (x4), each with BN, plus a shortcut."""
+
+  expansion = 4
+
+  def __init__(self, in_features, features, stride, *, norm, rngs):
+    out_features = features * self.expansion
+    self.conv1 = _ConvBN(in_features, features, 1, 1, norm=norm, rngs=rngs)
+    self.conv2 = _ConvBN(features, features, 3, stride, norm=norm, rngs=rngs)
+    self.conv3 = _ConvBN(features, out_features, 1, 1, norm=norm, rngs=rngs)
+    self.projection = (
+        _ConvBN(in_features, out_features, 1, stride, norm=norm, rngs=rngs)
+        if stride != 1 or in_features != out_features else None
+    )
+
+  def __call__(self, x):
+    y = self.conv3(nnx.relu(self.conv2(nnx.relu(self.conv1(x)))))
+    return nnx.relu(y + (x if self.projection is None else self.projection(x)))
+
+
+class ResNet(nnx.Module):
+  """A 3x3 stem, stages of blocks (stride 2 from the second stage on), pooling, a classifier.
+
+  The stem has no max-pool and stride 1, which suits small images (CIFAR's
+  32x32, PCam's 96x96, the 16x16 digits).
+  """
+
+  def __init__(self, stem_features: int, stages: list[nnx.Module], out_features: int,
+               num_classes: int, in_channels: int, *, norm, rngs: nnx.Rngs):
+    self.stem = _ConvBN(in_channels, stem_features, 3, 1, norm=norm, rngs=rngs)
+    self.blocks = nnx.List(stages)
+    self.classifier = nnx.Linear(out_features, num_classes, rngs=rngs)
+
+  def __call__(self, images: jax.Array) -> jax.Array:
+    x = nnx.relu(self.stem(images))
+    for block in self.blocks:
+      x = block(x)
+    return self.classifier(x.mean(axis=(1, 2)))
+
+
+def _norm(momentum: float, axis_name: str | None):
+  return functools.partial(nnx.BatchNorm, momentum=momentum, axis_name=axis_name)
+
+
+def cifar_resnet(depth: int, *, num_classes: int, in_channels: int, width: int = 16,
+                 skip_connections: bool = True, bn_momentum: float = 0.9,
+                 batch_norm_axis_name: str | None = None, rngs: nnx.Rngs) -> ResNet:
+  """He et al.'s CIFAR ResNet of depth ``6n + 2``: three stages of ``n`` basic blocks.
+
+  Args:
+    depth: 20, 32, 44, 56, 110 or any other ``6n + 2``.
+    num_classes: classifier outputs.
+    in_channels: channels of the input images.
+    width: channels of the first stage (16 in the paper); stages use 1x, 2x, 4x.
+    skip_connections: False builds the same net without shortcuts (a plain
+      deep CNN), to show why ZNorm needs them.
+    bn_momentum: BatchNorm running-average momentum.
+    batch_norm_axis_name: device axis for synchronous BatchNorm under ``pmap``.
+    rngs: parameter initialization.
+  """
+  if depth < 8 or (depth - 2) % 6:
+    raise ValueError(f'A CIFAR ResNet has depth 6n + 2 (e.g. {CIFAR_DEPTHS}); got {depth}.')
+  blocks_per_stage = (depth - 2) // 6
+  norm = _norm(bn_momentum, batch_norm_axis_name)
+  blocks, in_features = [], width
+  for stage, features in enumerate((width, 2 * width, 4 * width)):
+    for index in range(blocks_per_stage):
+      stride = 2 if stage > 0 and index == 0 else 1
+      blocks.append(BasicBlock(in_features, features, stride,
+                               skip_connection=skip_connections, norm=norm, rngs=rngs))
+      in_features = features
+  return ResNet(width, blocks, in_features, num_classes, in_channels, norm=norm, rngs=rngs)
+
+
+def bottleneck_resnet(depth: int, *, num_classes: int, in_channels: int, width: int = 64,
+                      bn_momentum: float = 0.9, batch_norm_axis_name: str | None = None,
+                      rngs: nnx.Rngs) -> ResNet:
+  """ResNet-50/101/152 (bottleneck blocks, stage widths 1x-8x ``width``) with a small-image stem."""
+  if depth not in BOTTLENECK_STAGES:
+    raise ValueError(f'Bottleneck ResNets have depth {tuple(BOTTLENECK_STAGES)}; got {depth}.')
+  norm = _norm(bn_momentum, batch_norm_axis_name)
+  blocks, in_features = [], width
+  for stage, num_blocks in enumerate(BOTTLENECK_STAGES[depth]):
+    features = width * 2**stage
+    for index in range(num_blocks):
+      stride = 2 if stage > 0 and index == 0 else 1
+      blocks.append(BottleneckBlock(in_features, features, stride, norm=norm, rngs=rngs))
+      in_features = features * BottleneckBlock.expansion
+  return ResNet(width, blocks, in_features, num_classes, in_channels, norm=norm, rngs=rngs)
+
+
+def create(name: str, *, num_classes: int, in_channels: int, width: int | None = None,
+           skip_connections: bool = True, bn_momentum: float = 0.9,
+           batch_norm_axis_name: str | None = None, rngs: nnx.Rngs) -> ResNet:
+  """Builds a model by name: ``resnet20`` ... ``resnet110`` (CIFAR) or ``resnet50/101/152``.
+
+  Args:
+    name: one of :data:`MODELS` (any ``resnet<6n+2>`` also works).
+    num_classes: classifier outputs.
+    in_channels: channels of the input images.
+    width: first-stage channels; ``None`` uses the paper's (16 CIFAR, 64 bottleneck).
+    skip_connections: CIFAR ResNets only; False removes every shortcut.
+    bn_momentum: BatchNorm running-average momentum.
+    batch_norm_axis_name: device axis for synchronous BatchNorm under ``pmap``.
+    rngs: parameter initialization.
+
+  Raises:
+    ValueError: for an unknown name, naming the valid ones.
+  """
+  depth = _depth(name)
+  common = dict(num_classes=num_classes, in_channels=in_channels, bn_momentum=bn_momentum,
+                batch_norm_axis_name=batch_norm_axis_name, rngs=rngs)
+  if depth in BOTTLENECK_STAGES:
+    if not skip_connections:
+      raise ValueError('--config.skip_connections=False is only supported by CIFAR ResNets.')
+    return bottleneck_resnet(depth, width=width or DEFAULT_WIDTH['bottleneck'], **common)
+  return cifar_resnet(depth, width=width or DEFAULT_WIDTH['cifar'],
+                      skip_connections=skip_connections, **common)
+
+
+def _depth(name: str) -> int:
+  prefix = 'resnet'
+  suffix = name[len(prefix):] if name.startswith(prefix) else ''
+  depth = int(suffix) if suffix.isdigit() else -1
+  if depth in BOTTLENECK_STAGES or (depth >= 8 and (depth - 2) % 6 == 0):
+    return depth
+  raise ValueError(f'Unknown --config.model={name!r}; valid models are: {", ".join(MODELS)} '
+                   '(or any resnet<6n+2>).')
+
+
+def check_model(name: str) -> str:
+  """Returns ``name`` if :func:`create` accepts it, else raises ``ValueError``."""
+  _depth(name)
+  return name
+
+
+def count_params(model: nnx.Module) -> int:
+  """Number of trainable parameters."""
+  return sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+

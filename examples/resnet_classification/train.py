@@ -1,0 +1,114 @@
+"""ResNet image classification on the shared training core.
+
+:func:`train_and_evaluate` runs one configuration; :func:`run_sweep` runs the
+paper's models x methods x seeds comparison and writes its table and curves.
+"""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from examples.resnet_classification import input_pipeline, models
+from examples.training import distributed, loop, methods, parallel, report, sweep
+from examples.training.task import MASK, Task
+
+TABLE_COLUMNS = (('test_accuracy', 'Test Accuracy', 3), ('train_loss', 'Train Loss', 4))
+CURVES = (('test_accuracy', 'test accuracy', 3), ('train_loss', 'train loss', 4))
+
+
+def classification_metrics(logits: jax.Array, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Mean cross-entropy over real examples, and sums of loss and accuracy."""
+  mask = batch[MASK]
+  losses = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), batch['label']
+  )
+  correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
+  sums = {'loss': jnp.sum(losses * mask), 'accuracy': jnp.sum(correct * mask)}
+  return sums['loss'] / jnp.maximum(jnp.sum(mask), 1.0), sums
+
+
+def classification_task(config: ml_collections.ConfigDict, num_classes: int,
+                        in_channels: int) -> Task:
+  """The :class:`Task` for ``config.model`` on images with ``in_channels`` channels."""
+
+  def create_model(rngs: nnx.Rngs, batch_norm_axis_name: str | None) -> nnx.Module:
+    return models.create(
+        config.model, num_classes=num_classes, in_channels=in_channels, width=config.width,
+        skip_connections=config.skip_connections, bn_momentum=config.bn_momentum,
+        batch_norm_axis_name=batch_norm_axis_name, rngs=rngs,
+    )
+
+  return Task(
+      create_model=create_model,
+      train_loss=lambda model, batch: classification_metrics(model(batch['image']), batch),
+      eval_metrics=lambda model, batch: classification_metrics(model(batch['image']), batch)[1],
+  )
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks the flags before anything runs.
+
+  Raises:
+    ValueError: naming the bad flag and its valid values.
+  """
+  input_pipeline.check_dataset(config.dataset)
+  for model in config.sweep.models or (config.model,):
+    models.check_model(model)
+  for method in config.sweep.methods or (config.method,):
+    methods.check_method(method)
+  if config.parallel not in parallel.MODES:
+    raise ValueError(f'Unknown --config.parallel={config.parallel!r}; valid values are: '
+                     f'{", ".join(parallel.MODES)}.')
+  num_devices = 1 if config.parallel == 'none' else jax.device_count()
+  distributed.process_batch_size(config.batch_size, num_devices)
+  for name in ('num_epochs', 'log_every_steps', 'checkpoint_every_steps'):
+    if config[name] <= 0:
+      raise ValueError(f'--config.{name}={config[name]} must be positive.')
+  if not config.learning_rate > 0:
+    raise ValueError(f'--config.learning_rate={config.learning_rate} must be positive.')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
+  """Trains ``config.model`` with ``config.method`` and evaluates after every epoch.
+
+  Args:
+    config: see ``configs/default.py``.
+    workdir: receives ``metrics.jsonl`` and ``checkpoints/``.
+
+  Returns:
+    Per-epoch records (``train_loss``, ``train_accuracy``, ``test_loss``,
+    ``test_accuracy``, ...), as in ``metrics.jsonl``.
+  """
+  num_devices = 1 if config.parallel == 'none' else jax.device_count()
+  process_batch_size = distributed.process_batch_size(config.batch_size, num_devices)
+  dataset = input_pipeline.load(config, process_batch_size)
+  task = classification_task(config, dataset.num_classes, dataset.image_shape[-1])
+  optimizer = methods.make_optimizer(config.method, config.learning_rate)
+  return loop.fit(config, workdir, task, dataset.source, optimizer)
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:
+  """Runs ``config.sweep`` and writes results, ``table.md`` and ``curves.png`` to ``workdir``.
+
+  Returns:
+    The markdown table and the path of the curves PNG.
+  """
+
+  def run_one(model: str, method: str, seed: int, run_dir: str):
+    run_config = config.copy_and_resolve_references()
+    run_config.model, run_config.method, run_config.seed = model, method, seed
+    return train_and_evaluate(run_config, run_dir)
+
+  results = sweep.run_sweep(
+      run_one,
+      models=config.sweep.models or (config.model,),
+      methods=config.sweep.methods,
+      seeds=config.sweep.seeds or (config.seed,),
+      workdir=workdir,
+  )
+  return report.write_report(results, workdir, dataset=config.dataset,
+                             table_columns=TABLE_COLUMNS, curves=CURVES)
