@@ -59,7 +59,9 @@ class ZnormAdam:
   """Algorithm 1 of the paper: ZNorm of every leaf, then Adam with bias correction.
 
   Works on dicts of arrays, in float64. `learning_rate` may be a callable of the
-  0-based step count, as optax schedules are.
+  0-based step count, as optax schedules are. The decay rates are taken as the
+  float32 numbers a float32 optimizer holds: 1 - b2**t is ill-conditioned, and
+  0.999 rounded to float32 alone moves it by 1e-5 relative.
   """
 
   def __init__(
@@ -76,7 +78,8 @@ class ZnormAdam:
       normalize: Optional[dict[str, bool]] = None,
   ):
     self.learning_rate = learning_rate
-    self.b1, self.b2, self.eps, self.eps_root = b1, b2, eps, eps_root
+    self.b1, self.b2 = float(np.float32(b1)), float(np.float32(b2))
+    self.eps, self.eps_root = eps, eps_root
     self.znorm_kwargs = dict(eps=znorm_eps, per_channel=per_channel, min_size=min_size)
     self.normalize = normalize
     self.step = 0
