@@ -66,7 +66,7 @@ class ZnormNumericsTest(chex.TestCase):
     self.assertLess(np.max(np.abs(expected)), 1e-19)
     reference.assert_close(updates['g'], expected, rtol=1e-6, atol=1e-6 * np.max(np.abs(expected)))
 
-  @chex.variants(with_jit=True, without_jit=True)
+  @chex.variants(with_jit=True)
   def test_constant_leaves_map_to_exact_zeros(self):
     values = [(jnp.float32, 0.0), (jnp.float32, -3.7), (jnp.float32, 1e30),
               (jnp.bfloat16, 1e4), (jnp.float16, 65504.0), (jnp.float16, -1e-7)]
@@ -162,7 +162,7 @@ class ZnormNumericsTest(chex.TestCase):
       self.assertAlmostEqual(float(jnp.mean(leaf)), 0.0, delta=1e-6, msg=name)
       self.assertAlmostEqual(float(jnp.std(leaf)), 1.0, delta=1e-5, msg=name)
 
-  @chex.variants(with_jit=True, without_jit=True)
+  @chex.variants(with_jit=True)
   def test_nan_and_inf_propagate_to_their_leaf_only(self):
     rng = np.random.default_rng(8)
     grads = {
@@ -236,19 +236,19 @@ class ZnormNumericsTest(chex.TestCase):
 
 def test_leaf_of_5e7_elements_within_1e_5_of_float64():
   # Large enough for a one-pass E[x^2] - E[x]^2 or a sequential float32 sum to fail.
-  rng = np.random.default_rng(12)
-  g = rng.standard_normal(50_000_000, dtype=np.float32)
-  g *= 0.25
-  g += 3.0
+  g = np.random.default_rng(12).random(50_000_000, dtype=np.float32)
+  g += 3.0  # |mean| = 12 std.
   tx = znorm_optax.znorm()
   updates, _ = jax.jit(tx.update)(jnp.asarray(g), None)
   updates = np.asarray(updates)
   assert updates.dtype == np.float32
-  mean = np.mean(g, dtype=np.float64)
-  std = np.std(g, dtype=np.float64)  # population std (ddof=0)
-  expected = (g - mean) / (std + 1e-10)
-  error = np.max(np.abs(updates - expected))
-  assert error <= 1e-5, error
+  # The float64 reference, in place to spare time and memory.
+  error = g.astype(np.float64)
+  error -= np.mean(error)
+  error /= np.sqrt(np.dot(error, error) / error.size) + 1e-10  # Population std.
+  error -= updates
+  max_error = np.max(np.abs(error, out=error))
+  assert max_error <= 1e-5, max_error
 
 
 @pytest.mark.parametrize('eps', [-1e-10, -1.0, math.nan, math.inf, -math.inf, np.array([1e-3, 1e-3])])
