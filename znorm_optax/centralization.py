@@ -1,5 +1,6 @@
 """Gradient Centralization for Flax parameter layouts."""
 
+import jax
 import optax
 
 from znorm_optax import _leaves
@@ -46,12 +47,13 @@ def centralize(*, mask: MaskOrFn = None) -> optax.GradientTransformation:
   def centralize_leaf(g):
     if g.ndim < 2 or g.size == 0:
       return g
-    deviation, _ = _leaves.centered(g, _leaves.reduction_axes(g, per_channel=True))
-    return deviation.astype(g.dtype)
+    axes = _leaves.reduction_axes(g, per_channel=True)
+    return _leaves.moments(g, axes).center(g).astype(g.dtype)
 
   def update_fn(updates, state, params=None):
     del params
-    return _leaves.map_float_leaves(centralize_leaf, updates, caller='centralize'), state
+    leaves, treedef = _leaves.checked_leaves(updates, caller='centralize')
+    return jax.tree.unflatten(treedef, [centralize_leaf(g) for g in leaves]), state
 
   tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
   return tx if mask is None else optax.masked(tx, mask)

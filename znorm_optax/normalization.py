@@ -88,18 +88,20 @@ def znorm(
   if min_size < 0:
     raise ValueError(f'znorm: min_size must be non-negative, got {min_size}.')
 
-  def normalize(g):
-    axes = _leaves.reduction_axes(g, per_channel)
-    size = _leaves.group_size(g, axes)
-    if size == 0 or size < min_size:
-      return g
-    deviation, _ = _leaves.centered(g, axes)
-    std = _leaves.population_std(deviation, axes)
-    return (deviation / (std + eps)).astype(g.dtype)
-
   def update_fn(updates, state, params=None):
     del params
-    return _leaves.map_float_leaves(normalize, updates, caller='znorm'), state
+    leaves, treedef = _leaves.checked_leaves(updates, caller='znorm')
+    normalized = [
+        i for i, g in enumerate(leaves)
+        if 0 < _leaves.group_size(g, _leaves.reduction_axes(g, per_channel)) >= min_size
+    ]
+    stats = _leaves.tree_moments([leaves[i] for i in normalized], per_channel, eps)
+    for i, moments in zip(normalized, stats):
+      g = leaves[i]
+      # A multiply by a precomputed reciprocal, where a per-element divide would
+      # stop XLA from fusing the normalization into each of Adam's moment updates.
+      leaves[i] = (moments.center(g) * moments.inverse_scale).astype(g.dtype)
+    return jax.tree.unflatten(treedef, leaves), state
 
   tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
   return tx if mask is None else optax.masked(tx, mask)

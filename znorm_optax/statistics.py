@@ -39,15 +39,14 @@ def gradient_statistics(grads: Any) -> dict[str, LeafStatistics]:
     LeafStatistics(mean=Array(1.75, dtype=float32), std=Array(1.7853571, dtype=float32), l2_norm=Array(5., dtype=float32))
   """
 
-  def statistics(g):
-    axes = _leaves.reduction_axes(g, per_channel=False)
-    deviation, mean = _leaves.centered(g, axes)
-    std = _leaves.population_std(deviation, axes)
-    l2_norm = jnp.sqrt(jnp.sum(jnp.square(g.astype(deviation.dtype))))
-    return LeafStatistics(mean.reshape(()), std.reshape(()), l2_norm)
-
-  tree = _leaves.map_float_leaves(statistics, grads, caller='gradient_statistics')
-  leaves_with_paths = jax.tree_util.tree_leaves_with_path(
-      tree, is_leaf=lambda x: isinstance(x, LeafStatistics)
-  )
-  return {jax.tree_util.keystr(path): leaf for path, leaf in leaves_with_paths}
+  paths_and_leaves = jax.tree_util.tree_leaves_with_path(grads)
+  leaves, _ = _leaves.checked_leaves(grads, caller='gradient_statistics')
+  stats = _leaves.tree_moments(leaves, per_channel=False)
+  return {
+      jax.tree_util.keystr(path): LeafStatistics(
+          mean=m.mean.reshape(()),
+          std=m.std.reshape(()),
+          l2_norm=jnp.sqrt(jnp.sum(jnp.square(g.astype(m.std.dtype)))),
+      )
+      for (path, g), m in zip(paths_and_leaves, stats)
+  }
