@@ -5,7 +5,7 @@ and the textbook definitions, never from the library's code, so a comparison
 against them can catch a wrong formula and not only a regression.
 """
 
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import numpy as np
@@ -75,12 +75,12 @@ class ZnormAdam:
       znorm_eps: float = 1e-10,
       per_channel: bool = False,
       min_size: int = 2,
-      normalize: Optional[dict[str, bool]] = None,
+      normalize: dict[str, bool] | None = None,
   ):
     self.learning_rate = learning_rate
     self.b1, self.b2 = float(np.float32(b1)), float(np.float32(b2))
     self.eps, self.eps_root = eps, eps_root
-    self.znorm_kwargs = dict(eps=znorm_eps, per_channel=per_channel, min_size=min_size)
+    self.znorm_kwargs = {'eps': znorm_eps, 'per_channel': per_channel, 'min_size': min_size}
     self.normalize = normalize
     self.step = 0
     self.m: dict[str, np.ndarray] = {}

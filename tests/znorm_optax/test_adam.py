@@ -9,8 +9,7 @@ from absl.testing import parameterized
 from flax import nnx
 
 import znorm_optax
-from tests.znorm_optax import reference
-from tests.znorm_optax import trees
+from tests.znorm_optax import reference, trees
 
 N_STEPS = 12
 # float32 leaves: in narrower dtypes optax keeps Adam's moments in that dtype too.
@@ -70,8 +69,8 @@ class Algorithm1Test(chex.TestCase):
 
   def test_znorm_adam_options_match_algorithm1(self):
     grads_sequence = _gradient_sequence()
-    options = dict(b1=0.8, b2=0.99, eps=1e-3, eps_root=1e-6, znorm_eps=0.1, per_channel=True,
-                   min_size=10)
+    options = {'b1': 0.8, 'b2': 0.99, 'eps': 1e-3, 'eps_root': 1e-6, 'znorm_eps': 0.1,
+               'per_channel': True, 'min_size': 10}
     all_updates = _run(znorm_optax.znorm_adam(0.05, **options), grads_sequence)
     _assert_matches_algorithm1(all_updates, grads_sequence, reference.ZnormAdam(0.05, **options))
 
@@ -79,7 +78,7 @@ class Algorithm1Test(chex.TestCase):
   def test_znorm_adam_equals_chain(self, learning_rate):
     grads_sequence = _gradient_sequence()
     mask = {name: name != 'bias' for name in LEAVES}
-    options = dict(per_channel=True, mask=mask)
+    options = {'per_channel': True, 'mask': mask}
     chain = optax.chain(znorm_optax.znorm(1e-3, **options),
                         optax.adam(learning_rate, 0.8, 0.99, 1e-6, eps_root=1e-9))
     fused = znorm_optax.znorm_adam(learning_rate, 0.8, 0.99, 1e-6, eps_root=1e-9,

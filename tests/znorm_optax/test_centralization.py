@@ -1,15 +1,13 @@
 """Tests of `znorm_optax.centralize`: Gradient Centralization for Flax layouts."""
 
 import chex
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 from absl.testing import parameterized
 
 import znorm_optax
-from tests.znorm_optax import reference
-from tests.znorm_optax import trees
+from tests.znorm_optax import reference, trees
 
 
 class CentralizeTest(chex.TestCase):
@@ -78,7 +76,7 @@ class CentralizeTest(chex.TestCase):
     if mask_kind == 'pytree':
       mask = {'kernel': True, 'frozen_kernel': False}
     else:
-      mask = lambda tree: {name: name == 'kernel' for name in tree}  # noqa: E731
+      mask = lambda tree: {name: name == 'kernel' for name in tree}
     updates = self.centralize(grads, mask=mask)
     reference.assert_close(updates['kernel'], reference.centralize(grads['kernel']))
     np.testing.assert_array_equal(updates['frozen_kernel'], grads['frozen_kernel'])

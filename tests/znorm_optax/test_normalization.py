@@ -11,8 +11,7 @@ import pytest
 from absl.testing import parameterized
 
 import znorm_optax
-from tests.znorm_optax import reference
-from tests.znorm_optax import trees
+from tests.znorm_optax import reference, trees
 
 
 def _apply(update_fn, tx, grads):
@@ -36,6 +35,20 @@ class ZnormNumericsTest(chex.TestCase):
     for name, g in grads.items():
       with self.subTest(name):
         reference.assert_close(updates[name], reference.znorm(g, per_channel=per_channel))
+
+  @chex.variants(with_jit=True)
+  def test_many_leaves_of_many_sizes(self):
+    # Hundreds of small leaves are typical (biases, norms); sizes straddle powers of two.
+    rng = np.random.default_rng(15)
+    sizes = [2, 3, 4, 5, 7, 8, 9, 31, 33, 100, 127, 128, 129, 2047, 2048, 2049, 4095, 4096, 4097]
+    dtypes = (jnp.float32, jnp.bfloat16, jnp.float16)
+    grads = {f'{size}_{i}': trees.random_leaf(rng, (size,), dtypes[i % 3])
+             for i, size in enumerate(sizes + list(rng.integers(2, 64, 12)))}
+    grads['kernel_4096'] = trees.random_leaf(rng, (64, 64), jnp.float32)
+    updates = self.normalize(grads)
+    chex.assert_trees_all_equal_shapes_and_dtypes(updates, grads)
+    for name, g in grads.items():
+      reference.assert_close(updates[name], reference.znorm(g), err_msg=name)
 
   def test_population_std_by_hand(self):
     # mean 2.5, population std sqrt(1.25): z = (x - 2.5) / 1.1180340.
@@ -191,7 +204,7 @@ class ZnormNumericsTest(chex.TestCase):
     if mask_kind == 'pytree':
       mask = {'conv_kernel': True, 'dense_kernel': True, 'bias': False, 'fp16_vector': False}
     else:
-      mask = lambda tree: jax.tree.map(lambda leaf: leaf.ndim > 1, tree)  # noqa: E731
+      mask = lambda tree: jax.tree.map(lambda leaf: leaf.ndim > 1, tree)
     updates = self.normalize(grads, mask=mask)
     for name in ('conv_kernel', 'dense_kernel'):
       reference.assert_close(updates[name], reference.znorm(grads[name]))

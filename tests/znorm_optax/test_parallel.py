@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import znorm_optax
-from tests.znorm_optax import reference
-from tests.znorm_optax import trees
+from tests.znorm_optax import reference, trees
 
 N_DEVICES = 8
 

@@ -8,8 +8,7 @@ import optax
 import pytest
 
 import znorm_optax
-from tests.znorm_optax import reference
-from tests.znorm_optax import trees
+from tests.znorm_optax import reference, trees
 
 
 def _nested_tree():
