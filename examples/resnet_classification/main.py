@@ -31,6 +31,9 @@ def main(argv):
   try:
     distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
     train.validate_config(config)
+    if config.compilation_cache:
+      # Sweep runs of one method compile identical steps; later runs load them from disk.
+      jax.config.update('jax_compilation_cache_dir', os.path.join(FLAGS.workdir, 'jax_cache'))
     if config.sweep.methods:
       table, plot_path = train.run_sweep(config, FLAGS.workdir)
       if jax.process_index() == 0:

@@ -16,11 +16,10 @@ class Checkpointer:
   def __init__(self, workdir: str, every_steps: int, max_to_keep: int = 2):
     if every_steps <= 0:
       raise ValueError(f'--config.checkpoint_every_steps={every_steps} must be positive.')
+    self._every_steps = every_steps
     self._manager = ocp.CheckpointManager(
         os.path.abspath(os.path.join(workdir, 'checkpoints')),
-        options=ocp.CheckpointManagerOptions(
-            save_interval_steps=every_steps, max_to_keep=max_to_keep, create=True
-        ),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
     )
 
   def latest_step(self) -> int | None:
@@ -28,7 +27,7 @@ class Checkpointer:
 
   def due(self, step: int) -> bool:
     """Whether the save interval has come round at ``step``."""
-    return self._manager.should_save(step)
+    return step % self._every_steps == 0
 
   def save(self, step: int, arrays: Any, meta: dict) -> None:
     """Saves ``arrays`` (a pytree of NumPy arrays) and JSON ``meta`` at ``step``."""
@@ -38,8 +37,13 @@ class Checkpointer:
         force=True,
     )
 
-  def restore(self, step: int, arrays_like: Any) -> tuple[Any, dict]:
-    """Restores ``(arrays, meta)`` saved at ``step``; ``arrays_like`` gives the structure."""
+  def restore(self, step: int, arrays_like: Any = None) -> tuple[Any, dict]:
+    """Restores ``(arrays, meta)`` saved at ``step``.
+
+    Args:
+      step: a saved step, e.g. :meth:`latest_step`.
+      arrays_like: the expected pytree of arrays; ``None`` restores what was saved.
+    """
     restored = self._manager.restore(
         step,
         args=ocp.args.Composite(

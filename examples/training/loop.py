@@ -79,49 +79,51 @@ def fit(
     leaves = jax.tree.leaves(data_parallel.get_state(state))
     checkpointer.save(step, leaves, {'history': history, 'train_sums': sums})
 
-  steps_per_epoch = data.steps_per_epoch
-  show_progress = config.progress_bar and jax.process_index() == 0
-  for epoch in range(first_step // steps_per_epoch, config.num_epochs):
-    start_in_epoch = first_step - epoch * steps_per_epoch if epoch == first_step // steps_per_epoch else 0
-    progress = tqdm.tqdm(
-        total=steps_per_epoch, initial=start_in_epoch, desc=f'epoch {epoch + 1}/{config.num_epochs}',
-        disable=not show_progress, leave=False, unit='step',
-    )
-    epoch_start = interval_start = time.perf_counter()
-    interval_steps = 0
-    for step_in_epoch, batch in enumerate(data.train_batches(epoch, start_in_epoch), start_in_epoch):
-      state, batch_sums = train_step(state, data_parallel.put_batch(batch))
-      train_sums = steps.accumulate(train_sums, batch_sums)
-      step = epoch * steps_per_epoch + step_in_epoch + 1
-      interval_steps += 1
-      progress.update()
-      if interval_steps == config.log_every_steps and show_progress:
-        running = means(data_parallel.get_state(train_sums))  # The only host sync per interval.
-        now = time.perf_counter()
-        progress.set_postfix(
-            loss=f'{running["loss"]:.4f}',
-            images_per_s=f'{interval_steps * config.batch_size / (now - interval_start):.0f}',
-        )
-        interval_start, interval_steps = now, 0
-      if step_in_epoch + 1 < steps_per_epoch:
-        save(step)
-    progress.close()
-    jax.block_until_ready(train_sums)
-    train_seconds = time.perf_counter() - epoch_start
+  try:
+    steps_per_epoch = data.steps_per_epoch
+    show_progress = config.progress_bar and jax.process_index() == 0
+    for epoch in range(first_step // steps_per_epoch, config.num_epochs):
+      start_in_epoch = first_step - epoch * steps_per_epoch if epoch == first_step // steps_per_epoch else 0
+      progress = tqdm.tqdm(
+          total=steps_per_epoch, initial=start_in_epoch, desc=f'epoch {epoch + 1}/{config.num_epochs}',
+          disable=not show_progress, leave=False, unit='step',
+      )
+      epoch_start = interval_start = time.perf_counter()
+      interval_steps = 0
+      for step_in_epoch, batch in enumerate(data.train_batches(epoch, start_in_epoch), start_in_epoch):
+        state, batch_sums = train_step(state, data_parallel.put_batch(batch))
+        train_sums = steps.accumulate(train_sums, batch_sums)
+        step = epoch * steps_per_epoch + step_in_epoch + 1
+        interval_steps += 1
+        progress.update()
+        if interval_steps == config.log_every_steps and show_progress:
+          running = means(data_parallel.get_state(train_sums))  # The only host sync per interval.
+          now = time.perf_counter()
+          progress.set_postfix(
+              loss=f'{running["loss"]:.4f}',
+              images_per_s=f'{interval_steps * config.batch_size / (now - interval_start):.0f}',
+          )
+          interval_start, interval_steps = now, 0
+        if step_in_epoch + 1 < steps_per_epoch:
+          save(step)
+      progress.close()
+      jax.block_until_ready(train_sums)
+      train_seconds = time.perf_counter() - epoch_start
 
-    eval_sums = None
-    for batch in data.eval_batches():
-      eval_sums = steps.accumulate(eval_sums, eval_step(state, data_parallel.put_batch(batch)))
-    record = {
-        'epoch': epoch + 1,
-        'step': (epoch + 1) * steps_per_epoch,
-        **means(data_parallel.get_state(train_sums), TRAIN_PREFIX),
-        **means(data_parallel.get_state(eval_sums), EVAL_PREFIX),
-        'train_images_per_second': (steps_per_epoch - start_in_epoch) * config.batch_size / train_seconds,
-    }
-    history.append(record)
-    log.write(record)
-    train_sums = None
-    save(record['step'], force=epoch + 1 == config.num_epochs)
-  checkpointer.close()
+      eval_sums = None
+      for batch in data.eval_batches():
+        eval_sums = steps.accumulate(eval_sums, eval_step(state, data_parallel.put_batch(batch)))
+      record = {
+          'epoch': epoch + 1,
+          'step': (epoch + 1) * steps_per_epoch,
+          **means(data_parallel.get_state(train_sums), TRAIN_PREFIX),
+          **means(data_parallel.get_state(eval_sums), EVAL_PREFIX),
+          'train_images_per_second': (steps_per_epoch - start_in_epoch) * config.batch_size / train_seconds,
+      }
+      history.append(record)
+      log.write(record)
+      train_sums = None
+      save(record['step'], force=epoch + 1 == config.num_epochs)
+  finally:
+    checkpointer.close()  # Also finishes a save in flight when training stops early.
   return history

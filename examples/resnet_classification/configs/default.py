@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 1000
   config.resume = False
   config.progress_bar = True
+  config.compilation_cache = True  # Persist compiled steps in <workdir>/jax_cache.
 
   # Multi-host: set all three on every process (jax.distributed.initialize).
   config.coordinator_address = ''

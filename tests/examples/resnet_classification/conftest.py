@@ -1,0 +1,24 @@
+"""Fixtures for the ResNet classification tests."""
+
+import jax
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from examples.resnet_classification.configs import tiny
+
+
+@pytest.fixture(scope='session', autouse=True)
+def persistent_compilation_cache(tmp_path_factory):
+  """Runs that repeat a configuration load its compiled steps instead of recompiling."""
+  previous = jax.config.jax_compilation_cache_dir
+  jax.config.update('jax_compilation_cache_dir', str(tmp_path_factory.mktemp('jax_cache')))
+  compilation_cache.reset_cache()
+  yield
+  jax.config.update('jax_compilation_cache_dir', previous)
+  compilation_cache.reset_cache()
+
+
+@pytest.fixture
+def config():
+  """The tiny test config: ResNet-8, width 4, 8x8 digits, batch 64, 2 epochs."""
+  return tiny.get_config()

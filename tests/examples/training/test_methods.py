@@ -1,0 +1,101 @@
+"""The method registry against float64 NumPy references of each optimizer."""
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+from examples.training import methods
+
+LEARNING_RATE = 1e-2
+B1, B2, EPS = 0.9, 0.999, 1e-8
+
+
+def _zscore(g):
+  return (g - g.mean()) / (g.std() + 1e-10)
+
+
+def _centralize(g):
+  return g - g.mean(axis=tuple(range(g.ndim - 1)), keepdims=True) if g.ndim >= 2 else g
+
+
+def _reference_updates(name, grads_per_step, params):
+  """NumPy float64: the gradient change of ``name``, then Adam (or AdamW)."""
+  change = {
+      'adam': lambda g: g, 'wd1e-3': lambda g: g, 'wd1e-4': lambda g: g,
+      'znorm': _zscore, 'gc': _centralize, 'clip': lambda g: np.clip(g, -0.1, 0.1),
+  }[name]
+  decay = {'wd1e-3': 1e-3, 'wd1e-4': 1e-4}.get(name, 0.0)
+  params = {k: v.astype(np.float64) for k, v in params.items()}
+  mu = {k: np.zeros_like(v) for k, v in params.items()}
+  nu = {k: np.zeros_like(v) for k, v in params.items()}
+  for t, grads in enumerate(grads_per_step, start=1):
+    for k in params:
+      g = change(grads[k].astype(np.float64))
+      mu[k] = B1 * mu[k] + (1 - B1) * g
+      nu[k] = B2 * nu[k] + (1 - B2) * g**2
+      step = (mu[k] / (1 - B1**t)) / (np.sqrt(nu[k] / (1 - B2**t)) + EPS)
+      params[k] = params[k] - LEARNING_RATE * (step + decay * params[k])
+  return params
+
+
+@pytest.mark.parametrize('name', list(methods.METHODS))
+def test_method_matches_numpy_reference(name):
+  rng = np.random.default_rng(0)
+  params = {'kernel': rng.normal(size=(3, 3, 2, 4)).astype(np.float32),
+            'bias': rng.normal(size=(4,)).astype(np.float32)}
+  # Gradients of varied scale and offset, so z-scoring and centering change them.
+  grads_per_step = [
+      {k: (rng.normal(size=v.shape) * scale + offset).astype(np.float32) for k, v in params.items()}
+      for scale, offset in ((0.05, 0.3), (3.0, -1.0), (0.2, 0.0))
+  ]
+  tx = methods.make_optimizer(name, LEARNING_RATE)
+  state, current = tx.init(params), params
+  for grads in grads_per_step:
+    updates, state = tx.update(grads, state, current)
+    current = optax.apply_updates(current, updates)
+  expected = _reference_updates(name, grads_per_step, params)
+  for k in params:
+    np.testing.assert_allclose(current[k], expected[k], rtol=1e-5, atol=1e-6, err_msg=f'{name}/{k}')
+
+
+def test_methods_differ_from_adam():
+  """Guards the reference test above: every method must change Adam's trajectory."""
+  rng = np.random.default_rng(1)
+  params = {'kernel': rng.normal(size=(4, 3)).astype(np.float32)}
+  # Changing gradients: Adam is invariant to a constant rescaling (e.g. clipping every element).
+  steps = [{'kernel': (rng.normal(size=(4, 3)) * scale + 0.5).astype(np.float32)}
+           for scale in (2.0, 0.05)]
+
+  def two_steps(name):
+    tx = methods.make_optimizer(name, 0.1)
+    state = tx.init(params)
+    current = params
+    for grads in steps:
+      updates, state = tx.update(grads, state, current)
+      current = optax.apply_updates(current, updates)
+    return current['kernel']
+
+  adam = two_steps('adam')
+  for name in set(methods.METHODS) - {'adam'}:
+    assert not np.allclose(two_steps(name), adam, rtol=0, atol=1e-7), name
+
+
+def test_accepts_a_schedule():
+  schedule = optax.linear_schedule(1.0, 0.0, transition_steps=2)
+  tx = methods.make_optimizer('znorm', schedule)
+  params = {'w': jax.numpy.ones((2, 2))}
+  grads = {'w': jax.numpy.array([[1.0, 2.0], [3.0, 5.0]])}
+  state = tx.init(params)
+  first, state = tx.update(grads, state, params)
+  second, state = tx.update(grads, state, params)
+  third, _ = tx.update(grads, state, params)
+  assert float(np.abs(first['w']).max()) > float(np.abs(second['w']).max()) > 0
+  np.testing.assert_array_equal(third['w'], 0.0)
+
+
+def test_unknown_method_lists_valid_names():
+  with pytest.raises(ValueError, match='Unknown method') as error:
+    methods.make_optimizer('sgd', 1e-3)
+  for name in methods.METHODS:
+    assert name in str(error.value)
