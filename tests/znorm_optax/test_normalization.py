@@ -320,3 +320,11 @@ def test_inject_hyperparams_with_static_options():
   updates, _ = jax.jit(tx.update)(grads, tx.init(grads))
   reference.assert_close(updates['k'], reference.znorm(grads['k'], 1e-3, per_channel=True))
   np.testing.assert_array_equal(updates['b'], [0.0])
+
+
+def test_python_and_numpy_leaves():
+  # Hand-written gradients in a notebook: numpy arrays and Python floats.
+  grads = {'kernel': np.array([[1.0, 2.0], [3.0, 6.0]], np.float32), 'scale': 2.5}
+  updates, _ = znorm_optax.znorm().update(grads, None)
+  reference.assert_close(updates['kernel'], reference.znorm(grads['kernel']))
+  assert float(updates['scale']) == 2.5  # A single element passes through.
