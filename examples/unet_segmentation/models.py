@@ -9,8 +9,8 @@ BatchNorm's default momentum here is 0.9, not Flax's 0.99: the running statistic
 evaluation then converge within a few hundred steps, which short runs need.
 """
 
-from collections.abc import Callable, Sequence
 import functools
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -273,8 +273,13 @@ MODELS = {
 }
 
 
+def check_model(name: str) -> str:
+  """Returns ``name`` if it is in `MODELS`, else raises ``ValueError`` listing them."""
+  if name not in MODELS:
+    raise ValueError(f'Unknown model {name!r}; valid models are: {", ".join(MODELS)}.')
+  return name
+
+
 def create_model(name: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
   """Builds the model registered as ``name`` in `MODELS` with constructor ``kwargs``."""
-  if name not in MODELS:
-    raise ValueError(f'Unknown model {name!r}; choose one of {sorted(MODELS)}.')
-  return MODELS[name](rngs=rngs, **kwargs)
+  return MODELS[check_model(name)](rngs=rngs, **kwargs)

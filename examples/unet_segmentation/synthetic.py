@@ -8,6 +8,8 @@ a fraction of the images has no lesion at all, as most real MRI slices. The blob
 ground truth. The same seed always gives the same data.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 from scipy import ndimage
 
@@ -44,7 +46,7 @@ def _blob(rng: np.random.Generator, size: int) -> np.ndarray:
 
 def make_split(num_images: int,
                image_size: int,
-               seed: int,
+               seed: int | Sequence[int],
                empty_fraction: float = 0.3,
                channels: int = 3) -> dict[str, np.ndarray]:
   """Generates one split of synthetic data.
@@ -52,7 +54,8 @@ def make_split(num_images: int,
   Args:
     num_images: Number of images.
     image_size: Height and width in pixels.
-    seed: Seed of the generator; each split should use its own.
+    seed: Seed of the NumPy generator (an int or a sequence of ints); each split should use
+      its own.
     empty_fraction: Expected fraction of images without any lesion.
     channels: Image channels.
 

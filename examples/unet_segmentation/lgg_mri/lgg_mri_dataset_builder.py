@@ -17,6 +17,7 @@ are shuffled with a fixed seed and cut into train / validation / test by `SPLIT_
 import io
 import re
 from collections.abc import Iterator, Sequence
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -77,7 +78,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   """Kaggle LGG MRI Segmentation (kaggle_3m): brain MRI slices with FLAIR lesion masks."""
 
   VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release, patient-level 70/15/15 splits.'}
+  RELEASE_NOTES: ClassVar[dict[str, str]] = {'1.0.0': 'Initial release, patient-level 70/15/15 splits.'}
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   Download the "LGG MRI Segmentation" dataset by Mateusz Buda from Kaggle:
     https://www.kaggle.com/datasets/mateuszbuda/lgg-mri-segmentation

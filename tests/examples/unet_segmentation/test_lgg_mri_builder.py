@@ -1,5 +1,6 @@
 """The lgg_mri TFDS builder on dummy kaggle_3m TIFF files generated here."""
 
+import itertools
 import shutil
 import tempfile
 
@@ -74,7 +75,7 @@ def test_split_patients_is_deterministic_disjoint_and_covering():
   patients = [f'TCGA_{i:03d}' for i in range(110)]
   splits = lgg_mri.split_patients(patients)
   assert splits == lgg_mri.split_patients(list(reversed(patients)))
-  assert sorted(sum(splits.values(), [])) == patients
+  assert sorted(itertools.chain(*splits.values())) == patients
   assert {name: len(p) for name, p in splits.items()} == {'train': 78, 'validation': 16,
                                                           'test': 16}
   with pytest.raises(ValueError, match='at least 3 patients'):

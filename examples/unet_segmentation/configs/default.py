@@ -1,0 +1,72 @@
+"""The paper's Table 3 setup: three U-Nets x six gradient methods, Adam at lr 1e-2, batch 128.
+
+50 epochs, lr divided by 10 every 5 epochs from epoch 30. The dataset defaults to the offline
+``synthetic`` data; the paper's data is ``--config.dataset=lgg_mri
+--config.manual_dir=/path/holding/kaggle_3m`` (see ``lgg_mri/``), and
+``--config.dataset=oxford_iiit_pet`` downloads Oxford-IIIT Pet through TFDS.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  # Data.
+  config.dataset = 'synthetic'  # 'synthetic' (offline), 'lgg_mri' or 'oxford_iiit_pet'.
+  config.image_size = 256  # LGG MRI slices are 256 x 256.
+  config.data_dir = ''  # TFDS data directory; '' is TFDS's default (~/tensorflow_datasets).
+  config.manual_dir = ''  # lgg_mri: the folder holding kaggle_3m/; '' is TFDS's default.
+  config.train_split = 'train'
+  config.eval_split = 'test'
+  config.data_seed = 0  # synthetic: the same data for every run of a sweep.
+  config.synthetic_train_size = 3000
+  config.synthetic_eval_size = 600
+  config.synthetic_empty_fraction = 0.3
+
+  # Sweep: models x methods x seeds (Table 3 of the paper).
+  config.models = ('resnet_unet', 'unet_plus_plus', 'attention_unet')
+  config.methods = ('adam', 'gc', 'clip', 'wd1e-3', 'wd1e-4', 'znorm')
+  config.seeds = (0, 1, 2)
+  # Constructor arguments per model (see models.py); unlisted models use their defaults.
+  config.model_kwargs = ml_collections.ConfigDict({
+      'unet': {'base_features': 64, 'depth': 4},
+      'attention_unet': {'base_features': 64, 'depth': 4},
+      'resnet_unet': {'base_features': 64, 'stage_sizes': (3, 4, 6, 3)},
+      'unet_plus_plus': {'base_features': 32, 'depth': 4},
+  })
+  config.bn_momentum = 0.9  # Running statistics converge within short runs (Flax: 0.99).
+
+  # Optimisation: the paper's schedule.
+  config.learning_rate = 1e-2
+  config.batch_size = 128  # Global, over all devices and processes.
+  config.num_epochs = 50
+  config.lr_decay_start_epoch = 30
+  config.lr_decay_every_epochs = 5
+  config.lr_decay_factor = 0.1
+
+  # Loss: bce_weight * BCE + dice_weight * (1 - soft Dice).
+  config.bce_weight = 1.0
+  config.dice_weight = 1.0
+  config.dice_smooth = 1.0
+
+  # Metrics: Tversky weights of false positives (alpha) and false negatives (beta).
+  config.tversky_alpha = 0.3
+  config.tversky_beta = 0.7
+  config.num_example_images = 6  # Rows of predictions_<model>.png.
+
+  # Training core: parallelism, logging, checkpoints, processes.
+  config.parallel = 'sharded'  # 'sharded' (jit over a device mesh), 'pmap' or 'none'.
+  config.log_every_steps = 10
+  config.checkpoint_every_steps = 500
+  config.resume = True
+  config.progress_bar = True
+  config.coordinator_address = ''  # host:port of process 0 for multi-host runs.
+  config.num_processes = 1
+  config.process_id = 0
+
+  # The run's own model, method and seed; the sweep sets them.
+  config.model = ''
+  config.method = ''
+  config.seed = 0
+  return config
