@@ -163,8 +163,8 @@ def create(name: str, *, num_classes: int, in_channels: int, width: int | None =
     ValueError: for an unknown name, naming the valid ones.
   """
   depth = _depth(name)
-  common = dict(num_classes=num_classes, in_channels=in_channels, bn_momentum=bn_momentum,
-                batch_norm_axis_name=batch_norm_axis_name, rngs=rngs)
+  common = {'num_classes': num_classes, 'in_channels': in_channels, 'bn_momentum': bn_momentum,
+            'batch_norm_axis_name': batch_norm_axis_name, 'rngs': rngs}
   if depth in BOTTLENECK_STAGES:
     if not skip_connections:
       raise ValueError('--config.skip_connections=False is only supported by CIFAR ResNets.')
