@@ -3,11 +3,8 @@
 import os
 from collections.abc import Mapping
 
-import matplotlib
-
-matplotlib.use('Agg')  # Files only; no display is needed.
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import figure as mpl_figure
 
 from examples.training import methods as methods_lib
 
@@ -27,8 +24,10 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray,
     ``path``.
   """
   columns = ['image', 'ground truth'] + list(predictions)
-  figure, axes = plt.subplots(len(images), len(columns), squeeze=False,
-                              figsize=(1.8 * len(columns), 1.8 * len(images) + 0.4))
+  # A bare Figure (no pyplot) renders to files without choosing a backend, so importing this
+  # module leaves a notebook's inline plotting alone.
+  figure = mpl_figure.Figure(figsize=(1.8 * len(columns), 1.8 * len(images) + 0.4))
+  axes = figure.subplots(len(images), len(columns), squeeze=False)
   for row, image in enumerate(images):
     panels = [image if image.shape[-1] == 3 else image[..., 0], labels[row, ..., 0]]
     panels += [masks[row, ..., 0] for masks in predictions.values()]
@@ -43,7 +42,6 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray,
   figure.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   figure.savefig(path, dpi=100)
-  plt.close(figure)
   return path
 
 
