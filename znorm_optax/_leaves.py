@@ -27,7 +27,7 @@ def checked_leaves(tree: Any, *, caller: str) -> tuple[list[jax.Array], Any]:
           f'{caller} expects floating-point gradients, but the leaf at '
           f'{jax.tree_util.keystr(path) or "<root>"} has dtype {dtype}.'
       )
-  return [leaf for _, leaf in paths_and_leaves], treedef
+  return [jnp.asarray(leaf) for _, leaf in paths_and_leaves], treedef
 
 
 def reduction_axes(x: jax.Array, per_channel: bool) -> tuple[int, ...]:
@@ -53,7 +53,9 @@ class Moments(NamedTuple):
   The mean is kept as `shift + offset`, where `shift` is an element of the
   leaf and `offset` the mean of `x - shift`. Centring as `(x - shift) - offset`
   is then exact for constant leaves (zeros, not rounding noise divided by a
-  tiny std) and loses no digits when |mean| >> std.
+  tiny std) and keeps the digits of `x - mean` when |mean| >> std. The std
+  pass centres on the rounded `shift + offset`, which perturbs the variance
+  only to second order.
   """
 
   shift: jax.Array
@@ -75,26 +77,20 @@ class Moments(NamedTuple):
 
 def moments(x: jax.Array, axes: tuple[int, ...], eps: Any = 0.0) -> Moments:
   """Exact two-pass mean and population std of `x` over `axes`."""
-  x = x.astype(accumulation_dtype(x.dtype))
-  first = tuple(slice(0, 1) if axis in axes else slice(None) for axis in range(x.ndim))
-  shift = x[first]
-  offset = jnp.mean(x - shift, axis=axes, keepdims=True)
-  # Centring on the rounded mean costs the variance only a second-order error,
-  # and keeps this pass independent of the first, so XLA fuses each reduction
-  # with its own read of `x` instead of materializing `x - shift`.
-  std = jnp.sqrt(jnp.mean(jnp.square(x - (shift + offset)), axis=axes, keepdims=True))
-  return Moments(shift, offset, std, 1 / (std + eps))
+  return tree_moments([x], per_channel=len(axes) < x.ndim, eps=eps)[0]
 
 
 def tree_moments(
     leaves: Sequence[jax.Array], per_channel: bool, eps: Any = 0.0
 ) -> list[Moments]:
-  """`moments` of every leaf; small whole-leaf statistics are batched by size.
+  """Exact two-pass moments of every leaf, computed a group of leaves at a time.
 
-  Everything per leaf, `1 / (std + eps)` included, is computed on whole
-  buckets, so a small leaf costs no kernel of its own beyond its update.
+  Small whole-leaf statistics are stacked into one padded matrix per size
+  bucket, so a bucket costs a few kernels where every leaf would otherwise
+  cost a handful of tiny ones whose launches take longer than their
+  arithmetic. Larger leaves and per-channel statistics are reduced in place.
   """
-  results: list[Moments | None] = [None] * len(leaves)
+  groups: list[_Group] = []
   buckets: dict[tuple[int, Any], list[int]] = {}
   for index, leaf in enumerate(leaves):
     axes = reduction_axes(leaf, per_channel)
@@ -102,28 +98,105 @@ def tree_moments(
       width = 1 << (leaf.size - 1).bit_length()  # Padding wastes at most half.
       buckets.setdefault((width, accumulation_dtype(leaf.dtype)), []).append(index)
     else:
-      results[index] = moments(leaf, axes, eps)
+      groups.append(_single_leaf(leaf, axes, index))
   for (width, dtype), indices in buckets.items():
-    batch = _stacked_moments([leaves[i] for i in indices], width, dtype, eps)
-    for row, index in enumerate(indices):
-      scalars = Moments(*(field[row] for field in batch))
-      results[index] = Moments(*(s.reshape((1,) * leaves[index].ndim) for s in scalars))
+    groups.append(_bucket([leaves[i] for i in indices], width, dtype, indices))
+
+  stds = root_mean_squares(
+      [group.values for group in groups],
+      [group.shift + group.offset for group in groups],
+      [group.axes for group in groups],
+  )
+  results: list[Moments | None] = [None] * len(leaves)
+  for group, std in zip(groups, stds):
+    if group.std_correction is not None:
+      std = std * group.std_correction
+    stats = Moments(group.shift, group.offset, std, 1 / (std + eps))
+    if group.std_correction is None:
+      results[group.indices[0]] = stats
+      continue
+    for row, index in enumerate(group.indices):
+      shape = (1,) * leaves[index].ndim
+      results[index] = Moments(*(field[row].reshape(shape) for field in stats))
   return results
 
 
-def _stacked_moments(leaves: Sequence[jax.Array], width: int, dtype, eps: Any) -> Moments:
-  """Moments of each leaf, computed as rows of one padded matrix.
+class _Group(NamedTuple):
+  """Values whose statistics are reduced together, with their first pass done."""
+
+  values: jax.Array  # What the std pass reduces over `axes`.
+  axes: tuple[int, ...]
+  shift: jax.Array
+  offset: jax.Array
+  std_correction: Any  # None, or per-row factors from the std over the padded width.
+  indices: list[int]  # Leaf of each row (stacked) or of the whole group.
+
+
+def _single_leaf(leaf: jax.Array, axes: tuple[int, ...], index: int) -> _Group:
+  x = leaf.astype(accumulation_dtype(leaf.dtype))
+  if x.size == 0:
+    nan = jnp.full([1 if axis in axes else n for axis, n in enumerate(x.shape)], jnp.nan, x.dtype)
+    return _Group(nan, axes, nan, nan, None, [index])
+  first = tuple(slice(0, 1) if axis in axes else slice(None) for axis in range(x.ndim))
+  shift = x[first]
+  return _Group(x, axes, shift, jnp.mean(x - shift, axis=axes, keepdims=True), None, [index])
+
+
+def _bucket(leaves: Sequence[jax.Array], width: int, dtype, indices: list[int]) -> _Group:
+  """Leaves stacked as the rows of one matrix, padded to `width`.
 
   Padding repeats each row's shift, so it adds exact zeros to the sum of
-  deviations; the second pass masks it out.
+  deviations; for the std pass it is replaced by the row's mean, adding exact
+  zeros again, and the std over the full width is rescaled to the row's size.
   """
   flat = [leaf.astype(dtype).reshape(-1) for leaf in leaves]
-  sizes = jnp.array([f.size for f in flat], dtype)
+  sizes = jnp.array([f.size for f in flat], dtype)[:, None]
   rows = jnp.stack([jnp.pad(f, (0, width - f.size), constant_values=f[0]) for f in flat])
-  shift = rows[:, 0]
-  deviation = rows - shift[:, None]
-  offset = jnp.sum(deviation, axis=1) / sizes
-  valid = jnp.arange(width)[None, :] < sizes[:, None]
-  squares = jnp.where(valid, jnp.square(deviation - offset[:, None]), 0)
-  std = jnp.sqrt(jnp.sum(squares, axis=1) / sizes)
-  return Moments(shift, offset, std, 1 / (std + eps))
+  shift = rows[:, :1]
+  offset = jnp.sum(rows - shift, axis=1, keepdims=True) / sizes
+  padding = jnp.arange(width)[None, :] >= sizes
+  values = jnp.where(padding, shift + offset, rows)
+  return _Group(values, (1,), shift, offset, jnp.sqrt(width / sizes), indices)
+
+
+def root_mean_squares(
+    xs: Sequence[jax.Array], centers: Sequence[jax.Array], axes: Sequence[tuple[int, ...]]
+) -> list[jax.Array]:
+  """`sqrt(mean((x - center)**2))` of each array, even where the squares would not fit.
+
+  Squares of deviations beyond about 1.8e19 overflow float32 and those below
+  about 1e-19 underflow, which would turn a finite exploding gradient into
+  zeros, or a tiny one into infinities. When any mean of squares falls out of
+  the normal range, all are recomputed on deviations scaled by their maximum
+  magnitude; that extra pass runs only then, under one `lax.cond`.
+
+  Centring on the rounded mean, rather than as `(x - shift) - offset`, costs
+  the variance only a second-order error, and keeps this pass independent of
+  the first, so XLA fuses each reduction with its own read of `x` instead of
+  writing `x - shift` out to memory.
+  """
+  mean_squares = [
+      jnp.mean(jnp.square(x - c), axis=a, keepdims=True) for x, c, a in zip(xs, centers, axes)
+  ]
+
+  def out_of_range(mean_square):
+    finfo = jnp.finfo(mean_square.dtype)
+    return jnp.any(jnp.isinf(mean_square) | (mean_square < finfo.smallest_normal / finfo.eps))
+
+  def rescaled(operands):
+    results = []
+    for x, c, a in zip(*operands, axes):
+      deviation = x - c
+      scale = jnp.max(jnp.abs(deviation), axis=a, keepdims=True)
+      scale = jnp.where((scale > 0) & jnp.isfinite(scale), scale, 1)
+      results.append(scale * jnp.sqrt(jnp.mean(jnp.square(deviation / scale), axis=a, keepdims=True)))
+    return results
+
+  if not xs:
+    return []
+  return jax.lax.cond(
+      jnp.any(jnp.stack([out_of_range(ms) for ms in mean_squares])),
+      rescaled,
+      lambda _: [jnp.sqrt(ms) for ms in mean_squares],
+      (list(xs), list(centers)),
+  )

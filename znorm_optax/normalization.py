@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any, Optional, Union
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -85,26 +86,40 @@ def znorm(
     <https://arxiv.org/abs/2408.01215>`_, 2024.
   """
   check_eps(eps, 'eps')
-  if min_size < 0:
+  static_min_size = _concrete_int(min_size)
+  if static_min_size is not None and static_min_size < 0:
     raise ValueError(f'znorm: min_size must be non-negative, got {min_size}.')
 
   def update_fn(updates, state, params=None):
     del params
     leaves, treedef = _leaves.checked_leaves(updates, caller='znorm')
+    sizes = [_leaves.group_size(g, _leaves.reduction_axes(g, per_channel)) for g in leaves]
+    # A traced min_size (optax.inject_hyperparams makes every number one) is
+    # applied with a select; a concrete one decides at trace time.
     normalized = [
-        i for i, g in enumerate(leaves)
-        if 0 < _leaves.group_size(g, _leaves.reduction_axes(g, per_channel)) >= min_size
+        i for i, size in enumerate(sizes)
+        if size > 0 and (static_min_size is None or size >= static_min_size)
     ]
     stats = _leaves.tree_moments([leaves[i] for i in normalized], per_channel, eps)
     for i, moments in zip(normalized, stats):
       g = leaves[i]
       # A multiply by a precomputed reciprocal, where a per-element divide would
       # stop XLA from fusing the normalization into each of Adam's moment updates.
-      leaves[i] = (moments.center(g) * moments.inverse_scale).astype(g.dtype)
+      output = (moments.center(g) * moments.inverse_scale).astype(g.dtype)
+      leaves[i] = output if static_min_size is not None else jnp.where(
+          sizes[i] >= min_size, output, g)
     return jax.tree.unflatten(treedef, leaves), state
 
   tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
   return tx if mask is None else optax.masked(tx, mask)
+
+
+def _concrete_int(value: Any) -> Optional[int]:
+  """`value` as an int, or None where it is traced."""
+  try:
+    return int(value)
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
+    return None
 
 
 def check_eps(eps: Any, name: str) -> None:

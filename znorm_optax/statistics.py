@@ -43,10 +43,20 @@ def gradient_statistics(grads: Any) -> dict[str, LeafStatistics]:
   leaves, _ = _leaves.checked_leaves(grads, caller='gradient_statistics')
   stats = _leaves.tree_moments(leaves, per_channel=False)
   return {
-      jax.tree_util.keystr(path): LeafStatistics(
-          mean=m.mean.reshape(()),
-          std=m.std.reshape(()),
-          l2_norm=jnp.sqrt(jnp.sum(jnp.square(g.astype(m.std.dtype)))),
-      )
-      for (path, g), m in zip(paths_and_leaves, stats)
+      jax.tree_util.keystr(path): LeafStatistics(m.mean.reshape(()), m.std.reshape(()), norm)
+      for (path, _), m, norm in zip(paths_and_leaves, stats, _l2_norms(leaves))
   }
+
+
+def _l2_norms(leaves: list[jax.Array]) -> list[jax.Array]:
+  """L2 norm of each leaf, as sqrt(size) times its root mean square about zero."""
+  flat = [g.astype(_leaves.accumulation_dtype(g.dtype)).reshape(-1) for g in leaves]
+  nonempty = [f for f in flat if f.size]
+  rms = iter(_leaves.root_mean_squares(
+      nonempty, [jnp.zeros((), f.dtype) for f in nonempty], [(0,)] * len(nonempty)
+  ))
+  return [
+      next(rms).reshape(()) * jnp.sqrt(jnp.asarray(f.size, f.dtype)) if f.size
+      else jnp.zeros((), f.dtype)
+      for f in flat
+  ]
