@@ -7,46 +7,14 @@ paper's models x methods x seeds comparison and writes its table and curves.
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
-import optax
-from flax import nnx
 
 from examples.resnet_classification import input_pipeline, models
+from examples.resnet_classification.task import classification_task
 from examples.training import distributed, loop, methods, parallel, report, sweep
-from examples.training.task import MASK, Task
 
 TABLE_COLUMNS = (('test_accuracy', 'Test Accuracy', 3), ('train_loss', 'Train Loss', 4))
 CURVES = (('test_accuracy', 'test accuracy', 3), ('train_loss', 'train loss', 4))
-
-
-def classification_metrics(logits: jax.Array, batch) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """Mean cross-entropy over real examples, and sums of loss and accuracy."""
-  mask = batch[MASK]
-  losses = optax.softmax_cross_entropy_with_integer_labels(
-      logits.astype(jnp.float32), batch['label']
-  )
-  correct = (jnp.argmax(logits, -1) == batch['label']).astype(jnp.float32)
-  sums = {'loss': jnp.sum(losses * mask), 'accuracy': jnp.sum(correct * mask)}
-  return sums['loss'] / jnp.maximum(jnp.sum(mask), 1.0), sums
-
-
-def classification_task(config: ml_collections.ConfigDict, num_classes: int,
-                        in_channels: int) -> Task:
-  """The :class:`Task` for ``config.model`` on images with ``in_channels`` channels."""
-
-  def create_model(rngs: nnx.Rngs, batch_norm_axis_name: str | None) -> nnx.Module:
-    return models.create(
-        config.model, num_classes=num_classes, in_channels=in_channels, width=config.width,
-        skip_connections=config.skip_connections, bn_momentum=config.bn_momentum,
-        batch_norm_axis_name=batch_norm_axis_name, rngs=rngs,
-    )
-
-  return Task(
-      create_model=create_model,
-      train_loss=lambda model, batch: classification_metrics(model(batch['image']), batch),
-      eval_metrics=lambda model, batch: classification_metrics(model(batch['image']), batch)[1],
-  )
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -86,7 +54,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   num_devices = 1 if config.parallel == 'none' else jax.device_count()
   process_batch_size = distributed.process_batch_size(config.batch_size, num_devices)
   dataset = input_pipeline.load(config, process_batch_size)
-  task = classification_task(config, dataset.num_classes, dataset.image_shape[-1])
+  task = classification_task(
+      config.model, num_classes=dataset.num_classes, in_channels=dataset.image_shape[-1],
+      width=config.width, skip_connections=config.skip_connections, bn_momentum=config.bn_momentum,
+  )
   optimizer = methods.make_optimizer(config.method, config.learning_rate)
   return loop.fit(config, workdir, task, dataset.source, optimizer)
 

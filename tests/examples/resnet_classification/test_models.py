@@ -35,7 +35,7 @@ def test_depth_counts_weighted_layers():
 
 
 def test_without_skip_connections_is_a_plain_cnn():
-  kwargs = dict(num_classes=10, in_channels=1, width=4, rngs=nnx.Rngs(0))
+  kwargs = {'num_classes': 10, 'in_channels': 1, 'width': 4, 'rngs': nnx.Rngs(0)}
   plain = models.create('resnet14', skip_connections=False, **kwargs)
   residual = models.create('resnet14', **kwargs)
   assert all(block.projection is None and not block.skip_connection for block in plain.blocks)
