@@ -180,8 +180,9 @@ def example_indices(labels: np.ndarray, count: int) -> np.ndarray:
   return candidates[np.linspace(0, len(candidates) - 1, min(count, len(candidates))).astype(int)]
 
 
-def _run_config(config: ml_collections.ConfigDict, model: str, method: str,
-                seed: int) -> ml_collections.ConfigDict:
+def single_run_config(config: ml_collections.ConfigDict, model: str, method: str,
+                      seed: int) -> ml_collections.ConfigDict:
+  """A copy of the sweep's ``config`` for one run: ``model``, ``method`` and ``seed`` set."""
   run_config = config.copy_and_resolve_references()
   run_config.unlock()
   run_config.update(model=model, method=method, seed=seed)
@@ -235,7 +236,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
 
   def run_one(model: str, method: str, seed: int, run_dir: str):
     shown_runs[model].setdefault(method, run_dir)
-    return train_one(_run_config(config, model, method, seed), run_dir, train, evaluation)
+    return train_one(single_run_config(config, model, method, seed), run_dir, train, evaluation)
 
   results = sweep.run_sweep(run_one, models=config.models, methods=config.methods,
                             seeds=config.seeds, workdir=workdir)

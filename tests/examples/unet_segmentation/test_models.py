@@ -68,7 +68,7 @@ def test_attention_gate_scales_the_skip_by_coefficients_in_unit_interval():
 
 
 def test_unet_plus_plus_has_nested_nodes():
-  model = models.UNetPlusPlus(base_features=2, depth=3, rngs=nnx.Rngs(0))
+  model = nnx.eval_shape(lambda: models.UNetPlusPlus(base_features=2, depth=3, rngs=nnx.Rngs(0)))
   assert [len(level) for level in model.nested] == [3, 2, 1]  # X[i][j] for j = 1..depth - i.
 
 

@@ -2,15 +2,21 @@
 
 import json
 import os
+import pathlib
+import subprocess
+import sys
 
 import chex
 import jax
 import numpy as np
 import pytest
+import tensorflow_datasets as tfds
 from flax import nnx
 
 from examples.unet_segmentation import input_pipeline, metrics, train
 from examples.unet_segmentation.configs import default, tiny
+
+_REPO_ROOT = pathlib.Path(__file__).parents[3]
 
 
 def _tiny_config(**overrides):
@@ -43,7 +49,7 @@ def test_synthetic_run_learns(tmp_path):
                         lr_decay_start_epoch=5, parallel='none', checkpoint_every_steps=1000)
   config.model_kwargs.unet.update(base_features=8)
   train_data, evaluation = input_pipeline.load(config)
-  run_config = train._run_config(config, 'unet', 'adam', 0)
+  run_config = train.single_run_config(config, 'unet', 'adam', 0)
   history = train.train_one(run_config, str(tmp_path), train_data, evaluation)
   assert history[-1]['train_loss'] < 0.8 * history[0]['train_loss']
   # Predicting nothing scores about 0.3 here (the empty slices); learning gives clearly more.
@@ -59,7 +65,7 @@ def test_parallel_modes_agree(tmp_path):
   train_data, evaluation = input_pipeline.load(config)
   histories, params = {}, {}
   for mode in ('none', 'sharded', 'pmap'):
-    run_config = train._run_config(config, 'unet', 'znorm', 0)
+    run_config = train.single_run_config(config, 'unet', 'znorm', 0)
     run_config.parallel = mode
     run_dir = str(tmp_path / mode)
     histories[mode] = train.train_one(run_config, run_dir, train_data, evaluation)
@@ -74,25 +80,37 @@ def test_parallel_modes_agree(tmp_path):
     chex.assert_trees_all_close(params[mode], params['none'], rtol=1e-4, atol=1e-5)
 
 
-def test_sweep_writes_table3_report_and_resumes(tmp_path):
-  config = _tiny_config(methods=('adam', 'znorm'))
+def test_sweep_on_mocked_oxford_iiit_pet_writes_table3_report_and_resumes(tmp_path):
+  config = _tiny_config(dataset='oxford_iiit_pet', methods=('adam', 'znorm'))
   workdir = str(tmp_path)
-  results = train.train_and_evaluate(config, workdir)
+  with tfds.testing.mock_data(num_examples=20):
+    results = train.train_and_evaluate(config, workdir)
   for name in ('results.json', 'results.csv', 'table.md', 'curves.png', 'predictions_unet.png'):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   with open(os.path.join(workdir, 'table.md')) as f:
     table = f.read()
   assert 'Test F1 | Test Tversky | Test Hausdorff Dist' in table
   for method in ('Baseline (Adam)', 'ZNorm'):
-    assert f'| synthetic | unet | {method} |' in table
+    assert f'| oxford_iiit_pet | unet | {method} |' in table
   run_dir = os.path.join(workdir, 'runs', 'unet', 'znorm', 'seed_0')
   with open(os.path.join(run_dir, 'test_metrics.json')) as f:
     saved = json.load(f)
-  assert saved['num_images'] == config.synthetic_eval_size
+  assert saved['num_images'] == 20
   assert saved['hausdorff'] == pytest.approx(results[1].history[-1]['test_hausdorff'])
   # A second call finds the finished checkpoints: no training, the same results.
-  resumed = train.train_and_evaluate(config, workdir)
+  with tfds.testing.mock_data(num_examples=20):
+    resumed = train.train_and_evaluate(config, workdir)
   assert [r.history for r in resumed] == [r.history for r in results]
+
+
+def test_command_line_reports_a_bad_flag():
+  completed = subprocess.run(
+      [sys.executable, '-m', 'examples.unet_segmentation.main',
+       '--config=examples/unet_segmentation/configs/tiny.py', '--workdir=unused',
+       '--config.dataset=cityscapes'],
+      cwd=_REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
+  assert completed.returncode != 0
+  assert 'error: Unknown --config.dataset=' in completed.stderr
 
 
 @pytest.mark.parametrize('override, message', [
