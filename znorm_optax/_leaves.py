@@ -1,5 +1,6 @@
 """Per-leaf helpers shared by the transformations: validation and exact moments."""
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -107,11 +108,13 @@ def tree_moments(
       [group.shift + group.offset for group in groups],
       [group.axes for group in groups],
   )
+  stds = [std if g.std_correction is None else std * g.std_correction
+          for g, std in zip(groups, stds)]
+  # One kernel for every reciprocal; each leaf's update then slices its own.
+  inverse_scales = _split(1 / (_concatenate(stds) + eps), stds)
   results: list[Moments | None] = [None] * len(leaves)
-  for group, std in zip(groups, stds):
-    if group.std_correction is not None:
-      std = std * group.std_correction
-    stats = Moments(group.shift, group.offset, std, 1 / (std + eps))
+  for group, std, inverse_scale in zip(groups, stds, inverse_scales):
+    stats = Moments(group.shift, group.offset, std, inverse_scale)
     if group.std_correction is None:
       results[group.indices[0]] = stats
       continue
@@ -119,6 +122,16 @@ def tree_moments(
       shape = (1,) * leaves[index].ndim
       results[index] = Moments(*(field[row].reshape(shape) for field in stats))
   return results
+
+
+def _concatenate(arrays: Sequence[jax.Array]) -> jax.Array:
+  return jnp.concatenate([a.reshape(-1) for a in arrays]) if arrays else jnp.zeros(0)
+
+
+def _split(flat: jax.Array, like: Sequence[jax.Array]) -> list[jax.Array]:
+  """Undoes `_concatenate`, with each piece cast back to its original dtype."""
+  ends = itertools.accumulate(a.size for a in like)
+  return [flat[end - a.size:end].reshape(a.shape).astype(a.dtype) for a, end in zip(like, ends)]
 
 
 class _Group(NamedTuple):
@@ -178,10 +191,9 @@ def root_mean_squares(
   mean_squares = [
       jnp.mean(jnp.square(x - c), axis=a, keepdims=True) for x, c, a in zip(xs, centers, axes)
   ]
-
-  def out_of_range(mean_square):
-    finfo = jnp.finfo(mean_square.dtype)
-    return jnp.any(jnp.isinf(mean_square) | (mean_square < finfo.smallest_normal / finfo.eps))
+  flat = _concatenate(mean_squares)
+  finfo = jnp.finfo(flat.dtype)
+  out_of_range = jnp.isinf(flat) | (flat < finfo.smallest_normal / finfo.eps)
 
   def rescaled(operands):
     results = []
@@ -190,13 +202,9 @@ def root_mean_squares(
       scale = jnp.max(jnp.abs(deviation), axis=a, keepdims=True)
       scale = jnp.where((scale > 0) & jnp.isfinite(scale), scale, 1)
       results.append(scale * jnp.sqrt(jnp.mean(jnp.square(deviation / scale), axis=a, keepdims=True)))
-    return results
+    return _concatenate(results).astype(flat.dtype)
 
-  if not xs:
-    return []
-  return jax.lax.cond(
-      jnp.any(jnp.stack([out_of_range(ms) for ms in mean_squares])),
-      rescaled,
-      lambda _: [jnp.sqrt(ms) for ms in mean_squares],
-      (list(xs), list(centers)),
+  stds = jax.lax.cond(
+      jnp.any(out_of_range), rescaled, lambda _: jnp.sqrt(flat), (list(xs), list(centers))
   )
+  return _split(stds, mean_squares)
