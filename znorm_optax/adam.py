@@ -1,11 +1,11 @@
 """ZNorm embedded in Adam (Yun, 2024, Algorithm 1)."""
 
-from typing import Optional
 
 import jax.numpy as jnp
 import optax
 
-from znorm_optax.normalization import MaskOrFn, znorm
+from znorm_optax.normalization import MaskOrFn
+from znorm_optax.normalization import znorm
 
 
 def znorm_adam(
@@ -18,7 +18,7 @@ def znorm_adam(
     znorm_eps: float = 1e-10,
     per_channel: bool = False,
     min_size: int = 2,
-    mu_dtype: Optional[jnp.dtype] = None,
+    mu_dtype: jnp.dtype | None = None,
     mask: MaskOrFn = None,
 ) -> optax.GradientTransformation:
   """Adam whose gradients are Z-score normalized per leaf first (Algorithm 1).

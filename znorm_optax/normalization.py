@@ -2,7 +2,7 @@
 
 import math
 from collections.abc import Callable
-from typing import Any, Optional, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +11,7 @@ import optax
 
 from znorm_optax import _leaves
 
-MaskOrFn = Optional[Union[Any, Callable[[optax.Params], Any]]]
+MaskOrFn = Any | Callable[[optax.Params], Any] | None
 
 
 def znorm(
@@ -114,7 +114,7 @@ def znorm(
   return tx if mask is None else optax.masked(tx, mask)
 
 
-def _concrete_int(value: Any) -> Optional[int]:
+def _concrete_int(value: Any) -> int | None:
   """`value` as an int, or None where it is traced."""
   try:
     return int(value)

@@ -1,6 +1,7 @@
 """Per-leaf gradient statistics, for spotting vanishing and exploding gradients."""
 
-from typing import Any, NamedTuple
+from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
