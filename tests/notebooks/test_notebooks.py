@@ -1,0 +1,92 @@
+"""Runs every notebook in ``notebooks/`` top to bottom; any cell error fails the test.
+
+Notebooks are committed without outputs. An output is only worth showing if it
+comes from a real run of the current code, and this test re-runs every notebook
+anyway, so stored outputs could only go stale; ``test_committed_without_outputs``
+keeps the rule from rotting. To strip a notebook before committing::
+
+  jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+
+Each notebook runs with its own form defaults, which are sized for a CPU, in a
+fresh kernel started in ``notebooks/`` as Jupyter would start it. The kernel sees
+one CPU device, as a user's machine does, not the 8 simulated devices of the
+test session, and its temporary work directories go to the test's ``tmp_path``.
+"""
+
+import os
+import pathlib
+import re
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parents[2] / 'notebooks'
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob('*.ipynb'))
+CELL_TIMEOUT_S = 600
+COLAB_BADGE = re.compile(
+    r'https://colab\.research\.google\.com/github/znorm-optax/znorm_optax/blob/main/'
+    r'notebooks/(?P<name>[\w.-]+\.ipynb)'
+)
+
+
+def _kernel_env(tmp_path: pathlib.Path) -> dict[str, str]:
+  """The test session's environment without its simulated-device flag, temp files in tmp_path."""
+  env = dict(os.environ, TMPDIR=str(tmp_path))
+  flags = re.sub(r'--xla_force_host_platform_device_count=\d+', '', env.get('XLA_FLAGS', ''))
+  env['XLA_FLAGS'] = flags.strip()
+  return env
+
+
+def test_notebooks_exist():
+  assert [path.name for path in NOTEBOOKS] == [
+      '01_quickstart.ipynb',
+      '02_gradient_statistics.ipynb',
+      '03_segmentation.ipynb',
+  ]
+
+
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda path: path.stem)
+def test_committed_without_outputs(path):
+  notebook = nbformat.read(path, as_version=4)
+  nbformat.validate(notebook)
+  for index, cell in enumerate(notebook.cells):
+    if cell.cell_type == 'code':
+      assert not cell.outputs, f'{path.name}: cell {index} has stored outputs; strip them.'
+      assert cell.execution_count is None, f'{path.name}: cell {index} has an execution count.'
+
+
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda path: path.stem)
+def test_opens_in_colab(path):
+  """The first cell links to this notebook in Colab; the first code cell installs the package there.
+
+  Colab gets the ``examples`` extra, everything the notebooks import; the ``notebooks`` extra
+  adds Jupyter itself, which Colab already runs and whose pins must not replace Colab's own.
+  """
+  notebook = nbformat.read(path, as_version=4)
+  badge = COLAB_BADGE.search(notebook.cells[0].source)
+  assert badge and badge['name'] == path.name, f'{path.name}: no Colab badge for this notebook.'
+  setup = next(cell for cell in notebook.cells if cell.cell_type == 'code').source
+  assert "'google.colab' in sys.modules" in setup
+  assert '[examples]' in setup
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda path: path.stem)
+def test_runs_top_to_bottom(path, tmp_path):
+  notebook = nbformat.read(path, as_version=4)
+  client = NotebookClient(
+      notebook,
+      timeout=CELL_TIMEOUT_S,
+      kernel_name='python3',
+      resources={'metadata': {'path': str(NOTEBOOK_DIR)}},
+  )
+  client.execute(env=_kernel_env(tmp_path))  # Raises CellExecutionError, with the traceback, on any error.
+  figures = [
+      output
+      for cell in notebook.cells
+      if cell.cell_type == 'code'
+      for output in cell.outputs
+      if 'image/png' in output.get('data', {})
+  ]
+  assert figures, f'{path.name} ran but displayed no figure.'
