@@ -23,7 +23,9 @@ from flax import nnx
 # `python benchmarks/train_throughput.py` puts benchmarks/ on the path; the examples live beside it.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from examples.resnet_classification.task import classification_task
-from examples.training import methods, parallel, steps
+from examples.training import methods
+from examples.training import parallel
+from examples.training import steps
 
 METHODS = ('adam', 'znorm')
 

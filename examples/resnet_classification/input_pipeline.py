@@ -17,7 +17,9 @@ from sklearn import datasets as sklearn_datasets
 from sklearn import model_selection
 
 from examples.training import distributed
-from examples.training.data import ArraySource, NumpyBatch, pad_batch
+from examples.training.data import ArraySource
+from examples.training.data import NumpyBatch
+from examples.training.data import pad_batch
 from examples.training.task import MASK
 
 TFDS_DATASETS = ('cifar10', 'patch_camelyon')

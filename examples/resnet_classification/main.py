@@ -10,10 +10,13 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # tf.data only; hide TensorFlow's start-up logs.
 
 import jax
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
-from examples.resnet_classification import input_pipeline, train
+from examples.resnet_classification import input_pipeline
+from examples.resnet_classification import train
 from examples.training import distributed
 
 FLAGS = flags.FLAGS

@@ -6,7 +6,10 @@ import optax
 from flax import nnx
 
 from examples.resnet_classification import models
-from examples.training.task import MASK, Batch, Metrics, Task
+from examples.training.task import MASK
+from examples.training.task import Batch
+from examples.training.task import Metrics
+from examples.training.task import Task
 
 
 def classification_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, Metrics]:

@@ -9,9 +9,15 @@ from typing import Any
 import jax
 import ml_collections
 
-from examples.resnet_classification import input_pipeline, models
+from examples.resnet_classification import input_pipeline
+from examples.resnet_classification import models
 from examples.resnet_classification.task import classification_task
-from examples.training import distributed, loop, methods, parallel, report, sweep
+from examples.training import distributed
+from examples.training import loop
+from examples.training import methods
+from examples.training import parallel
+from examples.training import report
+from examples.training import sweep
 
 TABLE_COLUMNS = (('test_accuracy', 'Test Accuracy', 3), ('train_loss', 'Train Loss', 4))
 CURVES = (('test_accuracy', 'test accuracy', 3), ('train_loss', 'train loss', 4))

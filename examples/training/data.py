@@ -1,6 +1,8 @@
 """An in-memory :class:`~examples.training.task.DataSource` and batch padding."""
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
+from collections.abc import Iterator
+from collections.abc import Mapping
 
 import numpy as np
 

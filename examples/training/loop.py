@@ -11,8 +11,14 @@ import optax
 import tqdm
 from flax import nnx
 
-from examples.training import checkpointing, metrics_log, parallel, steps
-from examples.training.task import DataSource, Task, means
+from examples.training import checkpointing
+from examples.training import metrics_log
+from examples.training import parallel
+from examples.training import steps
+from examples.training.task import DataSource
+from examples.training.task import Metrics
+from examples.training.task import Task
+from examples.training.task import means
 
 TRAIN_PREFIX = 'train_'
 EVAL_PREFIX = 'test_'
@@ -26,6 +32,102 @@ def _metric_sums_from_json(saved: dict[str, list]) -> dict[str, np.ndarray]:
   return {name: np.asarray(value, dtype) for name, (value, dtype) in saved.items()}
 
 
+class _Run:
+  """One training run's placed state, compiled steps and bookkeeping."""
+
+  def __init__(self, config, workdir, task, data, optimizer):
+    self.config, self.data = config, data
+    self.data_parallel = parallel.make(config.parallel)
+    axis_name = self.data_parallel.batch_norm_axis_name
+    model = task.create_model(nnx.Rngs(config.seed), axis_name)
+    graphdef, host_state = nnx.split((model, nnx.Optimizer(model, optimizer, wrt=nnx.Param)))
+    self.train_step = self.data_parallel.compile(
+        steps.train_step(task, graphdef, axis_name), donate_argnums=(0,)
+    )
+    self.eval_step = self.data_parallel.compile(
+        steps.eval_step(task, graphdef, axis_name), donate_argnums=()
+    )
+
+    self.checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
+    self.log = metrics_log.MetricsLog(workdir)
+    self.history: list[dict[str, Any]] = []
+    self.step = 0
+    self.train_sums: Metrics | None = None  # Running sums of the current epoch, on device.
+    leaves, treedef = jax.tree.flatten(host_state)
+    if config.resume and self.checkpointer.latest_step() is not None:
+      leaves = self._restore(leaves)
+    self.log.rewrite(self.history)
+    self.state = self.data_parallel.put_state(jax.tree.unflatten(treedef, leaves))
+
+  def _restore(self, leaves):
+    self.step = self.checkpointer.latest_step()
+    leaves, meta = self.checkpointer.restore(self.step, [np.asarray(x) for x in leaves])
+    self.history = meta['history']
+    if meta['train_sums'] is not None:
+      self.train_sums = self.data_parallel.put_state(_metric_sums_from_json(meta['train_sums']))
+    return leaves
+
+  def save(self, *, force: bool = False) -> None:
+    """Checkpoints the state, the epoch's running sums and the history if due (or forced)."""
+    if not (force or self.checkpointer.due(self.step)):
+      return
+    sums = self.train_sums
+    sums = None if sums is None else _metric_sums_to_json(self.data_parallel.get_state(sums))
+    leaves = jax.tree.leaves(self.data_parallel.get_state(self.state))
+    self.checkpointer.save(self.step, leaves, {'history': self.history, 'train_sums': sums})
+
+  def train_epoch(self, epoch: int) -> float:
+    """Runs the rest of ``epoch``; returns its training images per second."""
+    config, steps_per_epoch = self.config, self.data.steps_per_epoch
+    first = self.step - epoch * steps_per_epoch
+    show = config.progress_bar and jax.process_index() == 0
+    progress = tqdm.tqdm(
+        total=steps_per_epoch, initial=first, unit='step', leave=False, disable=not show,
+        desc=f'{config.method} seed {config.seed} epoch {epoch + 1}/{config.num_epochs}',
+    )
+    start = interval_start = time.perf_counter()
+    for in_epoch, batch in enumerate(self.data.train_batches(epoch, first), first + 1):
+      self.state, batch_sums = self.train_step(self.state, self.data_parallel.put_batch(batch))
+      self.train_sums = steps.accumulate(self.train_sums, batch_sums)
+      self.step += 1
+      progress.update()
+      if show and (in_epoch - first) % config.log_every_steps == 0:
+        running = means(self.data_parallel.get_state(self.train_sums))  # Syncs with the device.
+        now = time.perf_counter()
+        images = config.log_every_steps * config.batch_size
+        progress.set_postfix(loss=f'{running["loss"]:.4f}',
+                             images_per_s=f'{images / (now - interval_start):.0f}')
+        interval_start = now
+      if in_epoch < steps_per_epoch:  # Epoch ends are saved after their evaluation.
+        self.save()
+    jax.block_until_ready(self.train_sums)
+    progress.close()
+    return (steps_per_epoch - first) * config.batch_size / (time.perf_counter() - start)
+
+  def evaluate(self) -> Metrics:
+    eval_sums = None
+    for batch in self.data.eval_batches():
+      batch_sums = self.eval_step(self.state, self.data_parallel.put_batch(batch))
+      eval_sums = steps.accumulate(eval_sums, batch_sums)
+    return self.data_parallel.get_state(eval_sums)
+
+  def end_epoch(self, epoch: int, images_per_second: float) -> None:
+    record = {
+        'epoch': epoch + 1,
+        'step': self.step,
+        **means(self.data_parallel.get_state(self.train_sums), TRAIN_PREFIX),
+        **means(self.evaluate(), EVAL_PREFIX),
+        'train_images_per_second': images_per_second,
+    }
+    self.history.append(record)
+    self.log.write(record)
+    if self.config.progress_bar and jax.process_index() == 0:
+      summary = ', '.join(f'{k} {v:.4g}' for k, v in record.items() if k not in ('epoch', 'step'))
+      tqdm.tqdm.write(f'{self.config.method} seed {self.config.seed} epoch {epoch + 1}: {summary}')
+    self.train_sums = None
+    self.save(force=epoch + 1 == self.config.num_epochs)
+
+
 def fit(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -36,9 +138,10 @@ def fit(
   """Trains ``task``'s model on ``data`` and evaluates it after every epoch.
 
   Args:
-    config: reads ``seed``, ``parallel`` (``sharded``, ``pmap`` or ``none``),
-      ``batch_size`` (global), ``num_epochs``, ``log_every_steps``,
-      ``checkpoint_every_steps``, ``resume`` and ``progress_bar``.
+    config: reads ``seed``, ``method`` (for display), ``parallel`` (``sharded``,
+      ``pmap`` or ``none``), ``batch_size`` (global), ``num_epochs``,
+      ``log_every_steps``, ``checkpoint_every_steps``, ``resume`` and
+      ``progress_bar``.
     workdir: receives ``metrics.jsonl`` and ``checkpoints/``.
     task: the model and loss of the task.
     data: process-local batches.
@@ -50,80 +153,11 @@ def fit(
     epochs restored from the checkpoint are included.
   """
   os.makedirs(workdir, exist_ok=True)
-  data_parallel = parallel.make(config.parallel)
-  axis_name = data_parallel.batch_norm_axis_name
-  model = task.create_model(nnx.Rngs(config.seed), axis_name)
-  graphdef, host_state = nnx.split((model, nnx.Optimizer(model, optimizer, wrt=nnx.Param)))
-  state_leaves, state_treedef = jax.tree.flatten(host_state)
-  del model, host_state
-
-  checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
-  log = metrics_log.MetricsLog(workdir)
-  history, first_step, train_sums = [], 0, None
-  if config.resume and checkpointer.latest_step() is not None:
-    first_step = checkpointer.latest_step()
-    state_leaves, meta = checkpointer.restore(first_step, [np.asarray(x) for x in state_leaves])
-    history = meta['history']
-    if meta['train_sums'] is not None:
-      train_sums = data_parallel.put_state(_metric_sums_from_json(meta['train_sums']))
-  log.rewrite(history)
-  state = data_parallel.put_state(jax.tree.unflatten(state_treedef, state_leaves))
-
-  train_step = data_parallel.compile(steps.train_step(task, graphdef, axis_name), donate_argnums=(0,))
-  eval_step = data_parallel.compile(steps.eval_step(task, graphdef, axis_name), donate_argnums=())
-
-  def save(step: int, *, force: bool = False):
-    if not (force or checkpointer.due(step)):
-      return
-    sums = None if train_sums is None else _metric_sums_to_json(data_parallel.get_state(train_sums))
-    leaves = jax.tree.leaves(data_parallel.get_state(state))
-    checkpointer.save(step, leaves, {'history': history, 'train_sums': sums})
-
+  run = _Run(config, workdir, task, data, optimizer)
   try:
-    steps_per_epoch = data.steps_per_epoch
-    show_progress = config.progress_bar and jax.process_index() == 0
-    for epoch in range(first_step // steps_per_epoch, config.num_epochs):
-      start_in_epoch = first_step - epoch * steps_per_epoch if epoch == first_step // steps_per_epoch else 0
-      progress = tqdm.tqdm(
-          total=steps_per_epoch, initial=start_in_epoch, desc=f'epoch {epoch + 1}/{config.num_epochs}',
-          disable=not show_progress, leave=False, unit='step',
-      )
-      epoch_start = interval_start = time.perf_counter()
-      interval_steps = 0
-      for step_in_epoch, batch in enumerate(data.train_batches(epoch, start_in_epoch), start_in_epoch):
-        state, batch_sums = train_step(state, data_parallel.put_batch(batch))
-        train_sums = steps.accumulate(train_sums, batch_sums)
-        step = epoch * steps_per_epoch + step_in_epoch + 1
-        interval_steps += 1
-        progress.update()
-        if interval_steps == config.log_every_steps and show_progress:
-          running = means(data_parallel.get_state(train_sums))  # The only host sync per interval.
-          now = time.perf_counter()
-          progress.set_postfix(
-              loss=f'{running["loss"]:.4f}',
-              images_per_s=f'{interval_steps * config.batch_size / (now - interval_start):.0f}',
-          )
-          interval_start, interval_steps = now, 0
-        if step_in_epoch + 1 < steps_per_epoch:
-          save(step)
-      progress.close()
-      jax.block_until_ready(train_sums)
-      train_seconds = time.perf_counter() - epoch_start
-
-      eval_sums = None
-      for batch in data.eval_batches():
-        eval_sums = steps.accumulate(eval_sums, eval_step(state, data_parallel.put_batch(batch)))
-      record = {
-          'epoch': epoch + 1,
-          'step': (epoch + 1) * steps_per_epoch,
-          **means(data_parallel.get_state(train_sums), TRAIN_PREFIX),
-          **means(data_parallel.get_state(eval_sums), EVAL_PREFIX),
-          'train_images_per_second': (steps_per_epoch - start_in_epoch) * config.batch_size / train_seconds,
-      }
-      history.append(record)
-      log.write(record)
-      train_sums = None
-      save(record['step'], force=epoch + 1 == config.num_epochs)
+    for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
+      images_per_second = run.train_epoch(epoch)
+      run.end_epoch(epoch, images_per_second)
   finally:
-    checkpointer.close()  # Also finishes a save in flight when training stops early.
-  return history
+    run.checkpointer.close()  # Also finishes a save in flight when training stops early.
+  return run.history

@@ -11,7 +11,9 @@ from collections.abc import Callable
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
 MODES = ('sharded', 'pmap', 'none')
 DATA_AXIS = 'data'

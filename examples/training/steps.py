@@ -12,7 +12,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from examples.training.task import COUNT, MASK, Batch, Metrics, Task
+from examples.training.task import COUNT
+from examples.training.task import MASK
+from examples.training.task import Batch
+from examples.training.task import Metrics
+from examples.training.task import Task
 
 State = nnx.State
 TrainStep = Callable[[State, Batch], tuple[State, Metrics]]

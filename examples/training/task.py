@@ -1,7 +1,9 @@
 """What a task (classification, segmentation, ...) gives the shared training loop."""
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
+from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Protocol
 
 import jax

@@ -9,7 +9,8 @@ import chex
 import numpy as np
 
 from examples.resnet_classification import train
-from examples.training import checkpointing, metrics_log
+from examples.training import checkpointing
+from examples.training import metrics_log
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 

@@ -5,7 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from examples.resnet_classification import input_pipeline, train
+from examples.resnet_classification import input_pipeline
+from examples.resnet_classification import train
 from examples.training import checkpointing
 
 
