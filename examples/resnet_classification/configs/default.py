@@ -4,6 +4,7 @@ Training follows the paper: Adam, learning rate 1e-3, batch 256, no augmentation
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -11,7 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Data.
   config.dataset = 'digits'  # 'digits' (offline), 'cifar10' or 'patch_camelyon' (tfds).
-  config.data_dir = None  # tfds data directory; None means tfds's default.
+  config.data_dir = config_dict.placeholder(str)  # tfds data directory; None: tfds's default.
   config.download = False  # Let tfds download and prepare the dataset.
   config.image_size = 16  # digits only: the 8x8 images are upsampled/padded to this.
   config.augment = False  # Random crop + flip; the paper used none.
@@ -20,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Model.
   config.model = 'resnet56'
-  config.width = None  # First-stage channels; None is the paper's (16 or 64).
+  config.width = config_dict.placeholder(int)  # First-stage channels; None: the paper's 16 / 64.
   config.skip_connections = True  # CIFAR ResNets; False builds a plain deep CNN.
   config.bn_momentum = 0.9
 

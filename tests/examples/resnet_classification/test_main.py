@@ -32,13 +32,18 @@ def test_sweep_methods_are_validated(config):
     train.validate_config(config)
 
 
-def test_main_exits_with_the_message_only(tmp_path):
+@pytest.mark.parametrize('flag, message', [
+    ('--config.method=sgd', "error: Unknown method 'sgd'; valid methods are:"),
+    # Also checks that the unset data_dir can be overridden from the command line.
+    ('--config.dataset=cifar10', 'tfds build cifar10 --data_dir={workdir}/tfds'),
+])
+def test_main_exits_with_the_message_only(tmp_path, flag, message):
   result = subprocess.run(
       [sys.executable, '-m', 'examples.resnet_classification.main',
        '--config=examples/resnet_classification/configs/tiny.py', f'--workdir={tmp_path}',
-       '--config.method=sgd'],
+       f'--config.data_dir={tmp_path}/tfds', flag],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
   )
   assert result.returncode == 1
-  assert "error: Unknown method 'sgd'; valid methods are:" in result.stderr
+  assert message.format(workdir=tmp_path) in result.stderr
   assert 'Traceback' not in result.stderr
