@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from examples.unet_segmentation import input_pipeline, synthetic
+from examples.unet_segmentation import input_pipeline, synthetic, tfds_data
 
 
 def _config(**overrides) -> ml_collections.ConfigDict:
@@ -44,7 +44,7 @@ def test_load_synthetic_splits():
 
 def test_pet_trimap_becomes_foreground_mask():
   trimap = tf.constant([[1, 2], [3, 2]], tf.uint8)[..., None]
-  example = input_pipeline._pet_example({'image': tf.zeros((2, 2, 3), tf.uint8),
+  example = tfds_data.pet_example({'image': tf.zeros((2, 2, 3), tf.uint8),
                                          'segmentation_mask': trimap})
   np.testing.assert_array_equal(example['label'][..., 0], [[1, 0], [1, 0]])
 
