@@ -1,11 +1,13 @@
-"""Runs every notebook in ``notebooks/`` top to bottom; any cell error fails the test.
+r"""Runs every notebook in ``notebooks/`` top to bottom; any cell error fails the test.
 
 Notebooks are committed without outputs. An output is only worth showing if it
 comes from a real run of the current code, and this test re-runs every notebook
 anyway, so stored outputs could only go stale; ``test_committed_without_outputs``
-keeps the rule from rotting. To strip a notebook before committing::
+keeps the rule from rotting. To strip outputs and run timestamps (keeping the
+notebook-level Colab metadata) before committing::
 
-  jupyter nbconvert --clear-output --inplace notebooks/*.ipynb
+  jupyter nbconvert --clear-output --ClearMetadataPreprocessor.enabled=True \
+      --ClearMetadataPreprocessor.clear_notebook_metadata=False --inplace notebooks/*.ipynb
 
 Each notebook runs with its own form defaults, which are sized for a CPU, in a
 fresh kernel started in ``notebooks/`` as Jupyter would start it. The kernel sees
@@ -54,6 +56,7 @@ def test_committed_without_outputs(path):
     if cell.cell_type == 'code':
       assert not cell.outputs, f'{path.name}: cell {index} has stored outputs; strip them.'
       assert cell.execution_count is None, f'{path.name}: cell {index} has an execution count.'
+    assert 'execution' not in cell.metadata, f'{path.name}: cell {index} has run timestamps.'
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda path: path.stem)
