@@ -54,7 +54,14 @@ class _Run:
     self.step = 0
     self.train_sums: Metrics | None = None  # Running sums of the current epoch, on device.
     leaves, treedef = jax.tree.flatten(host_state)
-    if config.resume and self.checkpointer.latest_step() is not None:
+    latest = self.checkpointer.latest_step()
+    if latest is not None and not config.resume:
+      self.checkpointer.close()
+      raise ValueError(
+          f'{workdir} already holds checkpoints (latest step {latest}); pass '
+          '--config.resume=True to continue from them, or choose a new --workdir.'
+      )
+    if latest is not None:
       leaves = self._restore(leaves)
     self.log.rewrite(self.history)
     self.state = self.data_parallel.put_state(jax.tree.unflatten(treedef, leaves))
@@ -151,6 +158,9 @@ def fit(
     One record per epoch: ``epoch``, ``step``, ``train_<metric>`` and
     ``test_<metric>`` means, ``train_images_per_second``. With ``resume`` the
     epochs restored from the checkpoint are included.
+
+  Raises:
+    ValueError: if ``workdir`` holds checkpoints and ``config.resume`` is off.
   """
   os.makedirs(workdir, exist_ok=True)
   run = _Run(config, workdir, task, data, optimizer)

@@ -17,4 +17,5 @@ def get_config():
   config.sweep.models = ('resnet20',)
   config.sweep.methods = ('adam', 'znorm', 'gc', 'clip')
   config.sweep.seeds = (0, 1, 2)
+  config.resume = True  # Rerunning the command continues the sweep and skips finished runs.
   return config

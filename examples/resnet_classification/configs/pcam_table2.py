@@ -14,4 +14,5 @@ def get_config():
   config.sweep.models = ('resnet56', 'resnet101', 'resnet152')
   config.sweep.methods = ('adam', 'gc', 'clip', 'wd1e-3', 'wd1e-4', 'znorm')
   config.sweep.seeds = (0, 1, 2)
+  config.resume = True  # Rerunning the command continues the sweep and skips finished runs.
   return config

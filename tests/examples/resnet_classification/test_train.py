@@ -82,6 +82,8 @@ def test_resume_matches_uninterrupted_run(config, tmp_path, monkeypatch):
       train.train_and_evaluate(config, workdir)
   assert checkpointing.Checkpointer(workdir, every_steps=1).latest_step() == 30
 
+  with pytest.raises(ValueError, match='already holds checkpoints .* --config.resume=True'):
+    train.train_and_evaluate(config, workdir)  # A fresh run must not mix with the old one.
   config.resume = True
   resumed = train.train_and_evaluate(config, workdir)
   assert _without_timing(resumed) == _without_timing(uninterrupted)
