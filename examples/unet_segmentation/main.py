@@ -13,11 +13,14 @@ import sys
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # tf.data only; hide TensorFlow's start-up logs.
 
 import jax
-from absl import app, flags, logging
+from absl import app
+from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from examples.training import distributed
-from examples.unet_segmentation import input_pipeline, train
+from examples.unet_segmentation import input_pipeline
+from examples.unet_segmentation import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for results, checkpoints and logs.')

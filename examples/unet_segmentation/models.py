@@ -10,7 +10,8 @@ evaluation then converge within a few hundred steps, which short runs need.
 """
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp

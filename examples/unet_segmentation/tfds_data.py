@@ -7,7 +7,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from examples.unet_segmentation.input_pipeline import OFFLINE_FLAG, Arrays, DatasetUnavailableError
+from examples.unet_segmentation.input_pipeline import OFFLINE_FLAG
+from examples.unet_segmentation.input_pipeline import Arrays
+from examples.unet_segmentation.input_pipeline import DatasetUnavailableError
 from examples.unet_segmentation.lgg_mri import lgg_mri_dataset_builder
 
 # Oxford-IIIT Pet trimap values: 1 pet, 2 background, 3 pet border.

@@ -33,10 +33,22 @@ import optax
 from absl import logging
 from flax import nnx
 
-from examples.training import checkpointing, distributed, loop, methods, parallel, report, sweep
-from examples.training.data import ArraySource, pad_batch
-from examples.training.task import MASK, Task
-from examples.unet_segmentation import input_pipeline, losses, metrics, models, visualize
+from examples.training import checkpointing
+from examples.training import distributed
+from examples.training import loop
+from examples.training import methods
+from examples.training import parallel
+from examples.training import report
+from examples.training import sweep
+from examples.training.data import ArraySource
+from examples.training.data import pad_batch
+from examples.training.task import MASK
+from examples.training.task import Task
+from examples.unet_segmentation import input_pipeline
+from examples.unet_segmentation import losses
+from examples.unet_segmentation import metrics
+from examples.unet_segmentation import models
+from examples.unet_segmentation import visualize
 
 IMAGE, LABEL = 'image', 'label'
 

@@ -16,7 +16,8 @@ are shuffled with a fixed seed and cut into train / validation / test by `SPLIT_
 
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import ClassVar
 
 import numpy as np

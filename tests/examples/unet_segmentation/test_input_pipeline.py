@@ -6,7 +6,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from examples.unet_segmentation import input_pipeline, synthetic, tfds_data
+from examples.unet_segmentation import input_pipeline
+from examples.unet_segmentation import synthetic
+from examples.unet_segmentation import tfds_data
 
 
 def _config(**overrides) -> ml_collections.ConfigDict:

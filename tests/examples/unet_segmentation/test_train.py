@@ -13,8 +13,11 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from examples.unet_segmentation import input_pipeline, metrics, train
-from examples.unet_segmentation.configs import default, tiny
+from examples.unet_segmentation import input_pipeline
+from examples.unet_segmentation import metrics
+from examples.unet_segmentation import train
+from examples.unet_segmentation.configs import default
+from examples.unet_segmentation.configs import tiny
 
 _REPO_ROOT = pathlib.Path(__file__).parents[3]
 
