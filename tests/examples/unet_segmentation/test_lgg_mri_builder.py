@@ -4,12 +4,14 @@ import itertools
 import shutil
 import tempfile
 
+import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 import tifffile
 from etils import epath
 
+from examples.unet_segmentation import input_pipeline
 from examples.unet_segmentation.lgg_mri import lgg_mri_dataset_builder as lgg_mri
 
 _SLICES_PER_PATIENT = 2
@@ -93,3 +95,17 @@ def test_missing_manual_files_error_gives_the_instructions(tmp_path, manual_cont
   with pytest.raises((AssertionError, FileNotFoundError), match='kaggle.com/datasets/mateuszbuda'):
     builder.download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
+
+
+def test_input_pipeline_reads_lgg_mri_from_the_manual_dir(tmp_path):
+  _write_dummy_kaggle_3m(epath.Path(tmp_path / 'manual'))
+  config = ml_collections.ConfigDict({
+      'dataset': 'lgg_mri', 'image_size': 32, 'data_dir': str(tmp_path / 'tfds'),
+      'manual_dir': str(tmp_path / 'manual'), 'train_split': 'train', 'eval_split': 'test'})
+  train, evaluation = input_pipeline.load(config)
+  sizes = _expected_split_sizes()
+  assert train['image'].shape == (sizes['train'], 32, 32, 3)
+  assert evaluation['label'].shape == (sizes['test'], 32, 32, 1)
+  # The dummy masks are rectangles of 255 in rows 10 i .. 20 i, columns 30 .. 60 of 256.
+  assert set(np.unique(train['label'])) == {0, 1}
+  assert train['label'][:, :, :3].max() == 0 and train['label'][:, 3:, 4:7].max() == 1
