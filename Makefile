@@ -20,7 +20,7 @@ test: $(INSTALLED)
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS)
 
 lint: $(INSTALLED)
-	$(PYTHON) -m ruff check znorm_optax examples tests benchmarks
+	$(PYTHON) -m ruff check znorm_optax examples tests benchmarks notebooks
 
 bench: $(INSTALLED)
 	$(PYTHON) benchmarks/overhead.py
