@@ -12,7 +12,7 @@ import jax.numpy as jnp
 # Leaves up to this size have their statistics computed together, a bucket at
 # a time: on accelerators and CPUs alike, hundreds of tiny reductions cost far
 # more in launches than in arithmetic.
-BATCHED_LEAF_SIZE = 4096
+BATCHED_LEAF_SIZE = 2048
 
 
 def checked_leaves(tree: Any, *, caller: str) -> tuple[list[jax.Array], Any]:
