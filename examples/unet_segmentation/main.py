@@ -8,43 +8,27 @@ Any config field can be overridden, e.g. ``--config.dataset=lgg_mri
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # tf.data only; hide TensorFlow's start-up logs.
 
 import jax
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+import ml_collections
 
-from examples.training import distributed
+from examples.training import cli
 from examples.unet_segmentation import input_pipeline
 from examples.unet_segmentation import train
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'Directory for results, checkpoints and logs.')
-config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
-flags.mark_flags_as_required(['config', 'workdir'])
+cli.define_flags()
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint step at INFO.
-  config = FLAGS.config
-  try:
-    distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
-    train.validate_config(config)
-    train.train_and_evaluate(config, FLAGS.workdir)
-  except (ValueError, input_pipeline.DatasetUnavailableError) as error:
-    sys.exit(f'error: {error}')
+def main(config: ml_collections.ConfigDict, workdir: str) -> None:
+  train.validate_config(config)
+  train.train_and_evaluate(config, workdir)
   if jax.process_index() == 0:
-    with open(os.path.join(FLAGS.workdir, 'table.md')) as f:
+    with open(os.path.join(workdir, 'table.md')) as f:
       print(f.read())
-    print(f'Report, curves and prediction grids in {FLAGS.workdir}')
+    print(f'Report, curves and prediction grids in {workdir}')
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, user_errors=(input_pipeline.DatasetUnavailableError,))
