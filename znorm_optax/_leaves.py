@@ -77,9 +77,9 @@ class Moments(NamedTuple):
     return (x.astype(shift.dtype) - shift) - self.offset
 
 
-def moments(x: jax.Array, axes: tuple[int, ...], eps: Any = 0.0) -> Moments:
-  """Exact two-pass mean and population std of `x` over `axes`."""
-  return tree_moments([x], per_channel=len(axes) < x.ndim, eps=eps)[0]
+def moments(x: jax.Array, per_channel: bool, eps: Any = 0.0) -> Moments:
+  """Exact two-pass mean and population std of `x`; see `tree_moments`."""
+  return tree_moments([x], per_channel, eps)[0]
 
 
 def tree_moments(
@@ -108,6 +108,9 @@ def tree_moments(
       [group.values for group in groups],
       [group.shift + group.offset for group in groups],
       [group.axes for group in groups],
+      # With eps > 0 a zero std is harmless, whether the leaf is constant or its
+      # squares underflowed: eps dominates either way.
+      rescale_zeros=jnp.asarray(eps) == 0,
   )
   stds = [std if g.std_correction is None else std * g.std_correction
           for g, std in zip(groups, stds)]
@@ -174,7 +177,10 @@ def _bucket(leaves: Sequence[jax.Array], width: int, dtype, indices: list[int]) 
 
 
 def root_mean_squares(
-    xs: Sequence[jax.Array], centers: Sequence[jax.Array], axes: Sequence[tuple[int, ...]]
+    xs: Sequence[jax.Array],
+    centers: Sequence[jax.Array],
+    axes: Sequence[tuple[int, ...]],
+    rescale_zeros: Any = True,
 ) -> list[jax.Array]:
   """`sqrt(mean((x - center)**2))` of each array, even where the squares would not fit.
 
@@ -182,7 +188,10 @@ def root_mean_squares(
   about 1e-19 underflow, which would turn a finite exploding gradient into
   zeros, or a tiny one into infinities. When any mean of squares falls out of
   the normal range, all are recomputed on deviations scaled by their maximum
-  magnitude; that extra pass runs only then, under one `lax.cond`.
+  magnitude; that extra pass runs only then, under one `lax.cond`. A mean of
+  squares of exactly zero (a constant leaf, or one whose squares all
+  underflowed) triggers it only where `rescale_zeros` is true, so that leaves
+  with zero gradients do not cost the whole tree a rescaled pass every step.
 
   Centring on the rounded mean, rather than as `(x - shift) - offset`, costs
   the variance only a second-order error, and keeps this pass independent of
@@ -194,7 +203,11 @@ def root_mean_squares(
   ]
   flat = _concatenate(mean_squares)
   finfo = jnp.finfo(flat.dtype)
-  out_of_range = jnp.isinf(flat) | (flat < finfo.smallest_normal / finfo.eps)
+  out_of_range = (
+      jnp.isinf(flat)
+      | ((flat > 0) & (flat < finfo.smallest_normal / finfo.eps))
+      | ((flat == 0) & rescale_zeros)
+  )
 
   def rescaled(operands):
     results = []

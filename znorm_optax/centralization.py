@@ -47,8 +47,7 @@ def centralize(*, mask: MaskOrFn = None) -> optax.GradientTransformation:
   def centralize_leaf(g):
     if g.ndim < 2 or g.size == 0:
       return g
-    axes = _leaves.reduction_axes(g, per_channel=True)
-    return _leaves.moments(g, axes).center(g).astype(g.dtype)
+    return _leaves.moments(g, per_channel=True).center(g).astype(g.dtype)
 
   def update_fn(updates, state, params=None):
     del params
