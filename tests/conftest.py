@@ -4,6 +4,6 @@ import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
-import chex  # noqa: E402
+import chex
 
 chex.set_n_cpu_devices(8)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import optax
 
 from znorm_optax.normalization import MaskOrFn
+from znorm_optax.normalization import check_eps
 from znorm_optax.normalization import znorm
 
 
@@ -63,6 +64,7 @@ def znorm_adam(
     Kingma and Ba, `Adam: A Method for Stochastic Optimization
     <https://arxiv.org/abs/1412.6980>`_, 2014.
   """
+  check_eps(znorm_eps, 'znorm_eps')  # Named as the caller knows it.
   return optax.chain(
       znorm(znorm_eps, per_channel=per_channel, min_size=min_size, mask=mask),
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),

@@ -5,11 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from absl.testing import parameterized
 from flax import nnx
 
 import znorm_optax
-from tests.znorm_optax import reference, trees
+from tests.znorm_optax import reference
+from tests.znorm_optax import trees
 
 N_STEPS = 12
 # float32 leaves: in narrower dtypes optax keeps Adam's moments in that dtype too.
@@ -216,3 +218,9 @@ def test_flax_nnx_optimizer():
     train_step(model, optimizer, grads)
   assert len(traces) == 1
   assert float(loss) < 0.5 * float(first_loss)
+
+
+@pytest.mark.parametrize('znorm_eps', [-1e-10, float('nan'), float('inf')])
+def test_bad_znorm_eps_is_named_as_passed(znorm_eps):
+  with pytest.raises(ValueError, match='znorm_eps'):
+    znorm_optax.znorm_adam(1e-3, znorm_eps=znorm_eps)

@@ -7,7 +7,8 @@ import optax
 from absl.testing import parameterized
 
 import znorm_optax
-from tests.znorm_optax import reference, trees
+from tests.znorm_optax import reference
+from tests.znorm_optax import trees
 
 
 class CentralizeTest(chex.TestCase):

@@ -11,7 +11,8 @@ import pytest
 from absl.testing import parameterized
 
 import znorm_optax
-from tests.znorm_optax import reference, trees
+from tests.znorm_optax import reference
+from tests.znorm_optax import trees
 
 
 def _apply(update_fn, tx, grads):

@@ -8,11 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import znorm_optax
-from tests.znorm_optax import reference, trees
+from tests.znorm_optax import reference
+from tests.znorm_optax import trees
 
 N_DEVICES = 8
 

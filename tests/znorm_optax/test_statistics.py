@@ -8,7 +8,8 @@ import optax
 import pytest
 
 import znorm_optax
-from tests.znorm_optax import reference, trees
+from tests.znorm_optax import reference
+from tests.znorm_optax import trees
 
 
 def _nested_tree():
