@@ -32,6 +32,12 @@ def _metric_sums_from_json(saved: dict[str, list]) -> dict[str, np.ndarray]:
   return {name: np.asarray(value, dtype) for name, (value, dtype) in saved.items()}
 
 
+def _initial_state(config, task: Task, optimizer, axis_name: str | None):
+  """``nnx.split`` of a fresh ``(model, optimizer)``: the layout checkpoints are saved in."""
+  model = task.create_model(nnx.Rngs(config.seed), axis_name)
+  return nnx.split((model, nnx.Optimizer(model, optimizer, wrt=nnx.Param)))
+
+
 class _Run:
   """One training run's placed state, compiled steps and bookkeeping."""
 
@@ -39,8 +45,7 @@ class _Run:
     self.config, self.data = config, data
     self.data_parallel = parallel.make(config.parallel)
     axis_name = self.data_parallel.batch_norm_axis_name
-    model = task.create_model(nnx.Rngs(config.seed), axis_name)
-    graphdef, host_state = nnx.split((model, nnx.Optimizer(model, optimizer, wrt=nnx.Param)))
+    graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
     self.train_step = self.data_parallel.compile(
         steps.train_step(task, graphdef, axis_name), donate_argnums=(0,)
     )
@@ -171,3 +176,28 @@ def fit(
   finally:
     run.checkpointer.close()  # Also finishes a save in flight when training stops early.
   return run.history
+
+
+def load_model(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    task: Task,
+    optimizer: optax.GradientTransformation,
+) -> nnx.Module:
+  """The trained model of the latest checkpoint that :func:`fit` wrote into ``workdir``.
+
+  Raises:
+    FileNotFoundError: if ``workdir`` holds no checkpoint.
+  """
+  graphdef, host_state = _initial_state(config, task, optimizer, axis_name=None)
+  leaves, treedef = jax.tree.flatten(host_state)
+  checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
+  try:
+    step = checkpointer.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'No checkpoint in {workdir}.')
+    leaves, _ = checkpointer.restore(step, [np.asarray(x) for x in leaves])
+  finally:
+    checkpointer.close()
+  model, _ = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
+  return model

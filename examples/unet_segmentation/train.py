@@ -33,7 +33,6 @@ import optax
 from absl import logging
 from flax import nnx
 
-from examples.training import checkpointing
 from examples.training import distributed
 from examples.training import loop
 from examples.training import methods
@@ -150,24 +149,6 @@ def make_task(config: ml_collections.ConfigDict, model_name: str) -> Task:
   return Task(create_model=create_model, train_loss=train_loss, eval_metrics=eval_metrics)
 
 
-def restore_model(config: ml_collections.ConfigDict, run_dir: str, task: Task,
-                  optimizer: optax.GradientTransformation) -> nnx.Module:
-  """The model of the latest checkpoint that `loop.fit` wrote into ``run_dir``."""
-  model = task.create_model(nnx.Rngs(config.seed), None)
-  graphdef, state = nnx.split((model, nnx.Optimizer(model, optimizer, wrt=nnx.Param)))
-  leaves, treedef = jax.tree.flatten(state)
-  checkpointer = checkpointing.Checkpointer(run_dir, config.checkpoint_every_steps)
-  try:
-    step = checkpointer.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'No checkpoint in {run_dir}.')
-    leaves, _ = checkpointer.restore(step, [np.asarray(x) for x in leaves])
-  finally:
-    checkpointer.close()
-  model, _ = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-  return model
-
-
 def predict(model: nnx.Module, images: np.ndarray, batch_size: int) -> np.ndarray:
   """Binary masks (N, H, W, 1) predicted in evaluation mode; one compilation, padded batches."""
   model.eval()
@@ -217,7 +198,7 @@ def train_one(config: ml_collections.ConfigDict, run_dir: str, train: dict[str, 
   optimizer = make_optimizer(config, data.steps_per_epoch)
   history = loop.fit(config, run_dir, task, data, optimizer)
 
-  model = restore_model(config, run_dir, task, optimizer)
+  model = loop.load_model(config, run_dir, task, optimizer)
   predictions = predict(model, evaluation[IMAGE], process_batch_size)
   per_image = metrics.per_image_metrics(predictions, evaluation[LABEL], config.tversky_alpha,
                                         config.tversky_beta)

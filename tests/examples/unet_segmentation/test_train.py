@@ -13,6 +13,7 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
+from examples.training import loop
 from examples.unet_segmentation import input_pipeline
 from examples.unet_segmentation import metrics
 from examples.unet_segmentation import train
@@ -74,7 +75,7 @@ def test_parallel_modes_agree(tmp_path):
     histories[mode] = train.train_one(run_config, run_dir, train_data, evaluation)
     task = train.make_task(run_config, 'unet')
     optimizer = train.make_optimizer(run_config, steps_per_epoch=2)
-    model = train.restore_model(run_config, run_dir, task, optimizer)
+    model = loop.load_model(run_config, run_dir, task, optimizer)
     params[mode] = nnx.state(model, nnx.Param)
   for mode in ('sharded', 'pmap'):
     for key, value in histories['none'][-1].items():
