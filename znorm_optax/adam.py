@@ -1,11 +1,9 @@
 """ZNorm embedded in Adam (Yun, 2024, Algorithm 1)."""
 
-
 import jax.numpy as jnp
 import optax
 
-from znorm_optax.normalization import MaskOrFn
-from znorm_optax.normalization import check_eps
+from znorm_optax import _leaves
 from znorm_optax.normalization import znorm
 
 
@@ -20,7 +18,9 @@ def znorm_adam(
     per_channel: bool = False,
     min_size: int = 2,
     mu_dtype: jnp.dtype | None = None,
-    mask: MaskOrFn = None,
+    mask: optax.MaskOrFn = None,
+    stacked_axes: _leaves.StackedAxes = None,
+    axis_name: _leaves.AxisName = None,
 ) -> optax.GradientTransformation:
   """Adam whose gradients are Z-score normalized per leaf first (Algorithm 1).
 
@@ -40,6 +40,9 @@ def znorm_adam(
     min_size: smallest statistic group that is normalized; see :func:`znorm`.
     mu_dtype: dtype of the first moment; defaults to the gradients' dtype.
     mask: which leaves ZNorm normalizes; Adam updates every leaf.
+    stacked_axes: axes that index separate tensors; see :func:`znorm`.
+    axis_name: the mapped axis over which devices hold slices of each leaf;
+      see :func:`znorm`.
 
   Returns:
     A :class:`optax.GradientTransformation`.
@@ -64,9 +67,12 @@ def znorm_adam(
     Kingma and Ba, `Adam: A Method for Stochastic Optimization
     <https://arxiv.org/abs/1412.6980>`_, 2014.
   """
-  check_eps(znorm_eps, 'znorm_eps')  # Named as the caller knows it.
+  _leaves.check_eps(znorm_eps, 'znorm_eps', 'znorm_adam')  # Named as the caller knows it.
+  _leaves.check_static_options(
+      'znorm_adam', mask=mask, per_channel=per_channel, stacked_axes=stacked_axes)
   return optax.chain(
-      znorm(znorm_eps, per_channel=per_channel, min_size=min_size, mask=mask),
+      znorm(znorm_eps, per_channel=per_channel, min_size=min_size, mask=mask,
+            stacked_axes=stacked_axes, axis_name=axis_name),
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
       optax.scale_by_learning_rate(learning_rate),
   )

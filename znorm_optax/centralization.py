@@ -4,10 +4,15 @@ import jax
 import optax
 
 from znorm_optax import _leaves
-from znorm_optax.normalization import MaskOrFn
+from znorm_optax import _moments
 
 
-def centralize(*, mask: MaskOrFn = None) -> optax.GradientTransformation:
+def centralize(
+    *,
+    mask: optax.MaskOrFn = None,
+    stacked_axes: _leaves.StackedAxes = None,
+    axis_name: _leaves.AxisName = None,
+) -> optax.GradientTransformation:
   """Subtracts from each weight gradient its mean over all axes but the last.
 
   Gradient Centralization (GC) removes the mean of every output channel's
@@ -23,6 +28,11 @@ def centralize(*, mask: MaskOrFn = None) -> optax.GradientTransformation:
     mask: a pytree of booleans with the structure of (or a prefix of) the
       params, or a callable returning one; only leaves marked True are
       centralized.
+    stacked_axes: axes that index separate tensors (stacked layers, ensemble
+      members); each index is centralized on its own, and the rule above
+      applies to the remaining axes. See :func:`znorm_optax.znorm`.
+    axis_name: inside ``shard_map`` or ``pmap``, the mapped axis over which
+      each device holds a slice of every leaf; see :func:`znorm_optax.znorm`.
 
   Returns:
     A :class:`optax.GradientTransformation` with an empty state.
@@ -44,15 +54,22 @@ def centralize(*, mask: MaskOrFn = None) -> optax.GradientTransformation:
     Deep Neural Networks <https://arxiv.org/abs/2004.01461>`_, 2020.
   """
 
-  def centralize_leaf(g):
-    if g.ndim < 2 or g.size == 0:
-      return g
-    return _leaves.moments(g, per_channel=True).center(g).astype(g.dtype)
+  _leaves.check_static_options('centralize', mask=mask, stacked_axes=stacked_axes)
 
   def update_fn(updates, state, params=None):
     del params
-    leaves, treedef = _leaves.checked_leaves(updates, caller='centralize')
-    return jax.tree.unflatten(treedef, [centralize_leaf(g) for g in leaves]), state
+    paths, leaves, treedef = _leaves.checked_leaves(updates, caller='centralize')
+    stacked = _leaves.stacked_axes_per_leaf(
+        stacked_axes, updates, paths, leaves, caller='centralize')
+    centralized = [
+        i for i, (g, s) in enumerate(zip(leaves, stacked)) if g.ndim - len(s) >= 2 and g.size]
+    axes = [_leaves.statistic_axes(leaves[i].ndim, stacked[i], per_channel=True)
+            for i in centralized]
+    stats = _moments.tree_moments(
+        [leaves[i] for i in centralized], axes, axis_name=axis_name, with_std=False)
+    for i, moments in zip(centralized, stats):
+      leaves[i] = moments.centered(leaves[i]).astype(leaves[i].dtype)
+    return jax.tree.unflatten(treedef, leaves), state
 
   tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
   return tx if mask is None else optax.masked(tx, mask)

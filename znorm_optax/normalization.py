@@ -1,17 +1,11 @@
 """ZNorm: Z-score normalization of each gradient leaf (Yun, 2024, eq. 1)."""
 
-import math
-from collections.abc import Callable
-from typing import Any
-
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from znorm_optax import _leaves
-
-MaskOrFn = Any | Callable[[optax.Params], Any] | None
+from znorm_optax import _moments
 
 
 def znorm(
@@ -19,7 +13,9 @@ def znorm(
     *,
     per_channel: bool = False,
     min_size: int = 2,
-    mask: MaskOrFn = None,
+    mask: optax.MaskOrFn = None,
+    stacked_axes: _leaves.StackedAxes = None,
+    axis_name: _leaves.AxisName = None,
 ) -> optax.GradientTransformation:
   r"""Normalizes each gradient leaf to zero mean and unit standard deviation.
 
@@ -56,13 +52,31 @@ def znorm(
       params, or a callable returning one; only leaves marked True are
       normalized. For example, skip biases and normalization scales with
       ``mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)``.
+    stacked_axes: axes of a leaf that index separate tensors, such as the
+      layer axis of ``nnx.scan`` or the member axis of an ``nnx.vmap``
+      ensemble; each index along them gets statistics of its own. An int or a
+      tuple of ints applies to every leaf with enough dimensions; a pytree
+      prefix of the params with such leaves (``None`` for none), or a callable
+      of the gradients returning one, gives each leaf its own. Combines with
+      ``per_channel``, which then keeps the last of the remaining axes.
+    axis_name: inside ``shard_map`` or ``pmap``, the mapped axis (or a tuple
+      of them) over which each device holds a slice of every leaf. The
+      statistics are reduced across it, so they are those of the whole leaf.
+      The slices must split only axes that a statistic reduces over.
 
   Returns:
     A :class:`optax.GradientTransformation` with an empty state.
 
+  Under :func:`optax.inject_hyperparams`, list callable or array-valued
+  options in ``static_args`` (for example ``static_args=('mask',)``): optax
+  otherwise calls a callable as a schedule. A mask or option that arrives as
+  a number is rejected with an error that says so.
+
   Raises:
-    ValueError: if ``eps`` is negative or not finite, or ``min_size`` is
-      negative.
+    ValueError: if ``eps`` is negative or not finite, ``min_size`` is
+      negative, or an option has a value only ``optax.inject_hyperparams``
+      would give it; from ``update``, if ``stacked_axes`` does not fit a leaf
+      (the message names the leaf's path).
     TypeError: from ``update``, if a leaf is not floating point; the message
       names the leaf's path.
 
@@ -85,48 +99,37 @@ def znorm(
     Network Training without Architectural Modification
     <https://arxiv.org/abs/2408.01215>`_, 2024.
   """
-  check_eps(eps, 'eps')
-  static_min_size = _concrete_int(min_size)
+  _leaves.check_eps(eps, 'eps', 'znorm')
+  _leaves.check_static_options(
+      'znorm', mask=mask, per_channel=per_channel, stacked_axes=stacked_axes)
+  static_min_size = _leaves.concrete_int(min_size)
   if static_min_size is not None and static_min_size < 0:
     raise ValueError(f'znorm: min_size must be non-negative, got {min_size}.')
 
   def update_fn(updates, state, params=None):
     del params
-    leaves, treedef = _leaves.checked_leaves(updates, caller='znorm')
-    sizes = [_leaves.group_size(g, _leaves.reduction_axes(g, per_channel)) for g in leaves]
+    paths, leaves, treedef = _leaves.checked_leaves(updates, caller='znorm')
+    stacked = _leaves.stacked_axes_per_leaf(
+        stacked_axes, updates, paths, leaves, caller='znorm')
+    axes = [_leaves.statistic_axes(g.ndim, s, per_channel) for g, s in zip(leaves, stacked)]
+    sizes = [_leaves.group_size(g.shape, a) for g, a in zip(leaves, axes)]
+    if axis_name is not None:
+      sizes = [size * jax.lax.psum(1, axis_name) for size in sizes]
     # A traced min_size (optax.inject_hyperparams makes every number one) is
     # applied with a select; a concrete one decides at trace time.
     normalized = [
-        i for i, size in enumerate(sizes)
-        if size > 0 and (static_min_size is None or size >= static_min_size)
+        i for i, (g, size) in enumerate(zip(leaves, sizes))
+        if g.size > 0 and (static_min_size is None or size >= static_min_size)
     ]
-    stats = _leaves.tree_moments([leaves[i] for i in normalized], per_channel, eps)
+    stats = _moments.tree_moments(
+        [leaves[i] for i in normalized], [axes[i] for i in normalized],
+        eps=eps, axis_name=axis_name)
     for i, moments in zip(normalized, stats):
       g = leaves[i]
-      # A multiply by a precomputed reciprocal, where a per-element divide would
-      # stop XLA from fusing the normalization into each of Adam's moment updates.
-      output = (moments.center(g) * moments.inverse_scale).astype(g.dtype)
+      output = moments.standardized(g, eps).astype(g.dtype)
       leaves[i] = output if static_min_size is not None else jnp.where(
           sizes[i] >= min_size, output, g)
     return jax.tree.unflatten(treedef, leaves), state
 
   tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
   return tx if mask is None else optax.masked(tx, mask)
-
-
-def _concrete_int(value: Any) -> int | None:
-  """`value` as an int, or None where it is traced."""
-  try:
-    return int(value)
-  except (jax.errors.ConcretizationTypeError, jax.errors.TracerIntegerConversionError):
-    return None
-
-
-def check_eps(eps: Any, name: str) -> None:
-  """Rejects a concrete eps that is negative, non-finite or not a scalar."""
-  try:
-    value = np.asarray(eps, dtype=np.float64)
-  except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
-    return  # Traced, e.g. under inject_hyperparams inside jit: nothing to check.
-  if value.ndim != 0 or not math.isfinite(value) or value < 0:
-    raise ValueError(f'znorm: {name} must be a finite, non-negative scalar, got {eps!r}.')

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from znorm_optax import _leaves
+from znorm_optax import _moments
 
 
 class LeafStatistics(NamedTuple):
@@ -17,13 +18,26 @@ class LeafStatistics(NamedTuple):
   l2_norm: jax.Array
 
 
-def gradient_statistics(grads: Any) -> dict[str, LeafStatistics]:
+def gradient_statistics(
+    grads: Any,
+    *,
+    stacked_axes: _leaves.StackedAxes = None,
+    axis_name: _leaves.AxisName = None,
+) -> dict[str, LeafStatistics]:
   """Mean, population std and L2 norm of every leaf, keyed by its path.
 
-  Jit-compatible. Empty leaves report NaN mean and std and a zero norm.
+  Jit-compatible, exact (see :func:`znorm_optax.znorm`) and finite for any
+  finite input, except an L2 norm beyond the largest float. Empty leaves report
+  NaN mean and std and a zero norm.
 
   Args:
     grads: a pytree of floating-point arrays.
+    stacked_axes: axes that index separate tensors (stacked layers, ensemble
+      members); each statistic then has the shape of those axes, one value per
+      index. See :func:`znorm_optax.znorm` for the accepted forms.
+    axis_name: inside ``shard_map`` or ``pmap``, the mapped axis over which
+      each device holds a slice of every leaf; the statistics are those of the
+      whole leaf.
 
   Returns:
     A dict from each leaf's path (as :func:`jax.tree_util.keystr` writes it)
@@ -39,25 +53,24 @@ def gradient_statistics(grads: Any) -> dict[str, LeafStatistics]:
     >>> print(stats["['dense']['kernel']"])
     LeafStatistics(mean=Array(1.75, dtype=float32), std=Array(1.7853571, dtype=float32), l2_norm=Array(5., dtype=float32))
   """
-
-  paths_and_leaves = jax.tree_util.tree_leaves_with_path(grads)
-  leaves, _ = _leaves.checked_leaves(grads, caller='gradient_statistics')
-  stats = _leaves.tree_moments(leaves, per_channel=False)
-  return {
-      jax.tree_util.keystr(path): LeafStatistics(m.mean.reshape(()), m.std.reshape(()), norm)
-      for (path, _), m, norm in zip(paths_and_leaves, stats, _l2_norms(leaves))
-  }
-
-
-def _l2_norms(leaves: list[jax.Array]) -> list[jax.Array]:
-  """L2 norm of each leaf, as sqrt(size) times its root mean square about zero."""
-  flat = [g.astype(_leaves.accumulation_dtype(g.dtype)).reshape(-1) for g in leaves]
-  nonempty = [f for f in flat if f.size]
-  rms = iter(_leaves.root_mean_squares(
-      nonempty, [jnp.zeros((), f.dtype) for f in nonempty], [(0,)] * len(nonempty)
-  ))
-  return [
-      next(rms).reshape(()) * jnp.sqrt(jnp.asarray(f.size, f.dtype)) if f.size
-      else jnp.zeros((), f.dtype)
-      for f in flat
-  ]
+  _leaves.check_static_options('gradient_statistics', stacked_axes=stacked_axes)
+  paths, leaves, _ = _leaves.checked_leaves(grads, caller='gradient_statistics')
+  stacked = _leaves.stacked_axes_per_leaf(
+      stacked_axes, grads, paths, leaves, caller='gradient_statistics')
+  axes = [_leaves.statistic_axes(g.ndim, s) for g, s in zip(leaves, stacked)]
+  stats = _moments.tree_moments(leaves, axes, axis_name=axis_name)
+  results = {}
+  for path, g, s, a, m in zip(paths, leaves, stacked, axes, stats):
+    shape = tuple(g.shape[axis] for axis in s)
+    size = _leaves.group_size(g.shape, a)
+    if axis_name is not None:
+      size *= jax.lax.psum(1, axis_name)
+    # sqrt(size * (mean**2 + std**2)), formed in the moments' scaled units so
+    # that it overflows only where the norm itself does.
+    root_mean_square = m.scale * jnp.hypot(m.shift + m.offset, m.scaled_std)
+    l2_norm = jnp.sqrt(jnp.asarray(size, m.scale.dtype)) * root_mean_square
+    if g.size == 0:
+      l2_norm = jnp.zeros_like(l2_norm)
+    results[path] = LeafStatistics(
+        *(v.reshape(shape) for v in (m.mean, m.std, l2_norm)))
+  return results
