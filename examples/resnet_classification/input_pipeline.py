@@ -23,6 +23,8 @@ DATASETS = ('digits',) + TFDS_DATASETS
 _DIGITS_TEST_FRACTION = 0.2
 _DIGITS_MAX_VALUE = 16.0  # load_digits pixels are counts in [0, 16].
 _CROP_PADDING = 4
+# The modules of the ``tfds`` extra that `tfds_data` imports.
+TFDS_MODULES = ('tensorflow', 'tensorflow_datasets')
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -107,6 +109,14 @@ def load(config: ml_collections.ConfigDict, process_batch_size: int) -> Dataset:
   if check_dataset(config.dataset) == 'digits':
     return load_digits(config, process_batch_size)
   # Imported here so that digits runs start without TensorFlow.
-  from examples.resnet_classification import tfds_data
+  try:
+    from examples.resnet_classification import tfds_data
+  except ModuleNotFoundError as error:
+    if (error.name or '').partition('.')[0] not in TFDS_MODULES:
+      raise
+    raise DatasetUnavailableError(
+        f'--config.dataset={config.dataset} needs TensorFlow and tensorflow-datasets '
+        f"({error.name} is not installed): pip install 'znorm-optax[tfds]'"
+    ) from error
 
   return tfds_data.load(config, process_batch_size)

@@ -23,6 +23,8 @@ from examples.unet_segmentation import synthetic
 Arrays = dict[str, np.ndarray]
 DATASETS = ('synthetic', 'oxford_iiit_pet', 'lgg_mri')
 OFFLINE_FLAG = '--config.dataset=synthetic'
+# The modules of the ``tfds`` extra that `tfds_data` imports.
+TFDS_MODULES = ('tensorflow', 'tensorflow_datasets')
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -47,8 +49,8 @@ def load(config: ml_collections.ConfigDict) -> tuple[Arrays, Arrays]:
     ``(train, evaluation)`` arrays.
 
   Raises:
-    DatasetUnavailableError: if a TFDS dataset can be neither found nor prepared; the message
-      names the offline flag.
+    DatasetUnavailableError: if a TFDS dataset can be neither found nor prepared (the message
+      names the offline flag), or TensorFlow is not installed (it names the ``tfds`` extra).
   """
   if config.dataset == 'synthetic':
     def make(num_images, split_index):
@@ -57,5 +59,13 @@ def load(config: ml_collections.ConfigDict) -> tuple[Arrays, Arrays]:
     return make(config.synthetic_train_size, 0), make(config.synthetic_eval_size, 1)
   check_dataset(config.dataset)
   # Imported here so that synthetic runs work where TensorFlow is not installed.
-  from examples.unet_segmentation import tfds_data  # pylint: disable=g-import-not-at-top
+  try:
+    from examples.unet_segmentation import tfds_data  # pylint: disable=g-import-not-at-top
+  except ModuleNotFoundError as error:
+    if (error.name or '').partition('.')[0] not in TFDS_MODULES:
+      raise
+    raise DatasetUnavailableError(
+        f'--config.dataset={config.dataset} needs TensorFlow and tensorflow-datasets '
+        f"({error.name} is not installed): pip install 'znorm-optax[tfds]'"
+    ) from error
   return tfds_data.load(config)

@@ -26,6 +26,13 @@ from nbclient import NotebookClient
 NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parents[2] / 'notebooks'
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob('*.ipynb'))
 CELL_TIMEOUT_S = 600
+# What each notebook's Colab setup installs: its datasets are digits or synthetic, plus cifar10
+# (02) and oxford_iiit_pet (03) through tensorflow-datasets.
+COLAB_EXTRAS = {
+    '01_quickstart': '[examples]',
+    '02_gradient_statistics': '[examples,tfds]',
+    '03_segmentation': '[examples,tfds]',
+}
 COLAB_BADGE = re.compile(
     r'https://colab\.research\.google\.com/github/znorm-optax/znorm_optax/blob/main/'
     r'notebooks/(?P<name>[\w.-]+\.ipynb)'
@@ -63,15 +70,17 @@ def test_committed_without_outputs(path):
 def test_opens_in_colab(path):
   """The first cell links to this notebook in Colab; the first code cell installs the package there.
 
-  Colab gets the ``examples`` extra, everything the notebooks import; the ``notebooks`` extra
-  adds Jupyter itself, which Colab already runs and whose pins must not replace Colab's own.
+  Colab gets the ``examples`` extra, everything the notebooks import, and ``tfds`` where the
+  notebook offers a tfds dataset (met by Colab's own TensorFlow; tests/test_packaging.py checks
+  that no second one is installed). The ``notebooks`` extra adds Jupyter itself, which Colab
+  already runs and whose pins must not replace Colab's own.
   """
   notebook = nbformat.read(path, as_version=4)
   badge = COLAB_BADGE.search(notebook.cells[0].source)
   assert badge and badge['name'] == path.name, f'{path.name}: no Colab badge for this notebook.'
   setup = next(cell for cell in notebook.cells if cell.cell_type == 'code').source
   assert "'google.colab' in sys.modules" in setup
-  assert '[examples]' in setup
+  assert f'%pip install --quiet "{{REPO_DIR}}{COLAB_EXTRAS[path.stem]}"' in setup
 
 
 @pytest.mark.slow
