@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench docs clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check znorm_optax examples tests benchmarks notebooks
+
+# Offline, warnings as errors, from scratch (-E); tests/test_docs.py runs the same build.
+docs: $(INSTALLED)
+	$(PYTHON) -m sphinx -W --keep-going -E -b html docs docs/_build/html
 
 bench: $(INSTALLED)
 	$(PYTHON) benchmarks/overhead.py
