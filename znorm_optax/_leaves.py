@@ -67,15 +67,15 @@ def check_static_options(
   normalized.
   """
   if mask is not None and not callable(mask) and _is_scalar(mask):
-    raise ValueError(
+    raise TypeError(
         f'{caller}: mask must be a pytree of booleans or a callable returning one, got '
         f'{mask!r}. ' + _INJECT_HINT.format(name='mask'))
   if not isinstance(per_channel, (bool, np.bool_)):
-    raise ValueError(
+    raise TypeError(
         f'{caller}: per_channel must be a bool, got {per_channel!r}. '
         + _INJECT_HINT.format(name='per_channel'))
   if isinstance(stacked_axes, (jax.Array, np.ndarray)):
-    raise ValueError(
+    raise TypeError(
         f'{caller}: stacked_axes must be an int, a tuple of ints, a pytree of them or a '
         f'callable, got {stacked_axes!r}. ' + _INJECT_HINT.format(name='stacked_axes'))
 

@@ -69,16 +69,16 @@ def znorm(
 
   Under :func:`optax.inject_hyperparams`, list callable or array-valued
   options in ``static_args`` (for example ``static_args=('mask',)``): optax
-  otherwise calls a callable as a schedule. A mask or option that arrives as
-  a number is rejected with an error that says so.
+  otherwise calls a callable as a schedule and turns numbers into arrays. A
+  mask or option that arrives so is rejected with an error that says this.
 
   Raises:
-    ValueError: if ``eps`` is negative or not finite, ``min_size`` is
-      negative, or an option has a value only ``optax.inject_hyperparams``
-      would give it; from ``update``, if ``stacked_axes`` does not fit a leaf
-      (the message names the leaf's path).
-    TypeError: from ``update``, if a leaf is not floating point; the message
-      names the leaf's path.
+    ValueError: if ``eps`` is negative or not finite, or ``min_size`` is
+      negative; from ``update``, if ``stacked_axes`` does not fit a leaf (the
+      message names the leaf's path).
+    TypeError: if an option has a type only ``optax.inject_hyperparams``
+      would give it; from ``update``, if a leaf is not floating point (the
+      message names the leaf's path).
 
   Example:
     >>> import jax.numpy as jnp

@@ -40,6 +40,18 @@ def znorm(
   return (x - mean) / (std + eps)
 
 
+def per_slice(fn, g: Any, stacked_axes: tuple[int, ...], **kwargs) -> np.ndarray:
+  """`fn` applied to every slice of `g` along `stacked_axes` on its own, in float64."""
+  x = to_float64(g)
+  if not stacked_axes:
+    return fn(x, **kwargs)
+  front = np.moveaxis(x, stacked_axes, range(len(stacked_axes)))
+  out = np.empty_like(front)
+  for index in np.ndindex(*front.shape[:len(stacked_axes)]):
+    out[index] = fn(front[index], **kwargs)
+  return np.moveaxis(out, range(len(stacked_axes)), stacked_axes)
+
+
 def centralize(g: Any) -> np.ndarray:
   """Gradient Centralization for Flax layouts: minus the mean over all axes but the last."""
   x = to_float64(g)
