@@ -2,7 +2,9 @@
 
 Every convolution is followed by BatchNorm, as in the paper. BatchNorm momentum
 defaults to 0.9 so the running statistics used at evaluation converge within
-short runs (with 0.99 they need thousands of steps).
+short runs (with 0.99 they need thousands of steps). :func:`create` also builds
+the paper's other Table 1 models (:data:`ARCHITECTURES`), which follow the same
+conventions.
 """
 
 import functools
@@ -10,9 +12,23 @@ import functools
 import jax
 from flax import nnx
 
+from examples.resnet_classification import densenet
+from examples.resnet_classification import mobilenet
+from examples.resnet_classification import vgg
+from examples.resnet_classification import xception
+
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 BOTTLENECK_STAGES = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
-MODELS = tuple(f'resnet{d}' for d in CIFAR_DEPTHS + tuple(BOTTLENECK_STAGES))
+ARCHITECTURES = {
+    'densenet121': functools.partial(densenet.densenet, 121),
+    'densenet169': functools.partial(densenet.densenet, 169),
+    'mobilenetv2': mobilenet.mobilenet_v2,
+    'vgg16': vgg.vgg16,
+    'xception': xception.xception,
+}
+"""Name -> factory of the non-ResNet models, each with a small-image stem (or head)."""
+MODELS = tuple(f'resnet{d}' for d in CIFAR_DEPTHS + tuple(BOTTLENECK_STAGES)) + tuple(ARCHITECTURES)
+PLAIN_PREFIX = 'plain'  # plain<6n+2>: the CIFAR ResNet without shortcuts (He et al.'s "plain-20").
 DEFAULT_WIDTH = {'cifar': 16, 'bottleneck': 64}
 
 
@@ -146,14 +162,23 @@ def bottleneck_resnet(depth: int, *, num_classes: int, in_channels: int, width: 
 
 def create(name: str, *, num_classes: int, in_channels: int, width: int | None = None,
            skip_connections: bool = True, bn_momentum: float = 0.9,
-           batch_norm_axis_name: str | None = None, rngs: nnx.Rngs) -> ResNet:
-  """Builds a model by name: ``resnet20`` ... ``resnet110`` (CIFAR) or ``resnet50/101/152``.
+           batch_norm_axis_name: str | None = None, rngs: nnx.Rngs) -> nnx.Module:
+  """Builds a model by name.
+
+  ``resnet20`` ... ``resnet110`` (CIFAR), ``resnet50/101/152`` (bottleneck),
+  ``plain20`` ... (a CIFAR ResNet without shortcuts), ``densenet121``,
+  ``densenet169``, ``mobilenetv2``, ``vgg16``, ``xception``; all with stems
+  for small images.
 
   Args:
-    name: one of :data:`MODELS` (any ``resnet<6n+2>`` also works).
+    name: one of :data:`MODELS` (any ``resnet<6n+2>`` or ``plain<6n+2>`` also works).
     num_classes: classifier outputs.
     in_channels: channels of the input images.
-    width: first-stage channels; ``None`` uses the paper's (16 CIFAR, 64 bottleneck).
+    width: the model's base channel count; ``None`` uses the paper's. It is
+      the first-stage channels of the ResNets (16 CIFAR, 64 bottleneck) and
+      of VGG-16 (64), the growth rate of the DenseNets (32), and the first
+      convolution's channels of MobileNetV2 and Xception (32). The other
+      layers scale with it.
     skip_connections: CIFAR ResNets only; False removes every shortcut.
     bn_momentum: BatchNorm running-average momentum.
     batch_norm_axis_name: device axis for synchronous BatchNorm under ``pmap``.
@@ -162,30 +187,35 @@ def create(name: str, *, num_classes: int, in_channels: int, width: int | None =
   Raises:
     ValueError: for an unknown name, naming the valid ones.
   """
-  depth = _depth(name)
   common = {'num_classes': num_classes, 'in_channels': in_channels, 'bn_momentum': bn_momentum,
             'batch_norm_axis_name': batch_norm_axis_name, 'rngs': rngs}
-  if depth in BOTTLENECK_STAGES:
-    if not skip_connections:
-      raise ValueError('--config.skip_connections=False is only supported by CIFAR ResNets.')
-    return bottleneck_resnet(depth, width=width or DEFAULT_WIDTH['bottleneck'], **common)
-  return cifar_resnet(depth, width=width or DEFAULT_WIDTH['cifar'],
-                      skip_connections=skip_connections, **common)
+  prefix, depth = _parse(name)
+  if prefix == PLAIN_PREFIX or (prefix == 'resnet' and depth not in BOTTLENECK_STAGES):
+    return cifar_resnet(depth, width=width or DEFAULT_WIDTH['cifar'],
+                        skip_connections=skip_connections and prefix == 'resnet', **common)
+  if not skip_connections:
+    raise ValueError('--config.skip_connections=False is only supported by CIFAR ResNets.')
+  if prefix in ARCHITECTURES:
+    return ARCHITECTURES[prefix](width=width, **common)
+  return bottleneck_resnet(depth, width=width or DEFAULT_WIDTH['bottleneck'], **common)
 
 
-def _depth(name: str) -> int:
-  prefix = 'resnet'
-  suffix = name[len(prefix):] if name.startswith(prefix) else ''
-  depth = int(suffix) if suffix.isdigit() else -1
-  if depth in BOTTLENECK_STAGES or (depth >= 8 and (depth - 2) % 6 == 0):
-    return depth
+def _parse(name: str) -> tuple[str, int]:
+  """``(prefix, depth)``: ``('resnet', 56)``, ``('plain', 20)``, or ``(name, 0)`` for the others."""
+  if name in ARCHITECTURES:
+    return name, 0
+  for prefix in ('resnet', PLAIN_PREFIX):
+    suffix = name[len(prefix):] if name.startswith(prefix) else ''
+    depth = int(suffix) if suffix.isdigit() else -1
+    if (prefix == 'resnet' and depth in BOTTLENECK_STAGES) or (depth >= 8 and (depth - 2) % 6 == 0):
+      return prefix, depth
   raise ValueError(f'Unknown --config.model={name!r}; valid models are: {", ".join(MODELS)} '
-                   '(or any resnet<6n+2>).')
+                   '(or any resnet<6n+2> or plain<6n+2>).')
 
 
 def check_model(name: str) -> str:
   """Returns ``name`` if :func:`create` accepts it, else raises ``ValueError``."""
-  _depth(name)
+  _parse(name)
   return name
 
 

@@ -3,16 +3,19 @@
 Needs the prepared tfds dataset (``tfds build patch_camelyon`` or ``--config.download=True``).
 """
 
+from examples.resnet_classification.configs import cifar10_table1
 from examples.resnet_classification.configs import default
+
+MODELS = ('resnet56', 'resnet101', 'resnet152')
 
 
 def get_config():
   config = default.get_config()
   config.dataset = 'patch_camelyon'
-  config.model = 'resnet56'
+  config.model = MODELS[0]
   config.num_epochs = 50
-  config.sweep.models = ('resnet56', 'resnet101', 'resnet152')
-  config.sweep.methods = ('adam', 'gc', 'clip', 'wd1e-3', 'wd1e-4', 'znorm')
+  config.sweep.models = MODELS
+  config.sweep.methods = cifar10_table1.METHODS
   config.sweep.seeds = (0, 1, 2)
   config.resume = True  # Rerunning the command continues the sweep and skips finished runs.
   return config

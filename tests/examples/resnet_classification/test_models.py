@@ -57,7 +57,7 @@ def test_forward_shapes_and_bn_momentum():
   assert {m.momentum for _, m in nnx.iter_graph(model) if isinstance(m, nnx.BatchNorm)} == {0.9}
 
 
-@pytest.mark.parametrize('name', ['resnet21', 'resnet', 'vgg16', 'resnet34'])
+@pytest.mark.parametrize('name', ['resnet21', 'resnet', 'vgg19', 'resnet34'])
 def test_unknown_model_names_the_valid_ones(name):
   with pytest.raises(ValueError, match='valid models are: resnet20, resnet32'):
     models.check_model(name)
