@@ -127,12 +127,12 @@ def _scaled_moments(xs, axes, scales, axis_name, with_std):
   offsets = [_mean(x - s, a, axis_name) for x, s, a in zip(scaled, shifts, axes)]
   if not with_std:
     return shifts, offsets, []
-  # Centring on the rounded `shift + offset`, rather than as `(x - shift) -
-  # offset`, costs the variance only a second-order error, and keeps this pass
-  # independent of the first, so XLA fuses each reduction with its own read of
-  # `x` instead of writing `x - shift` out to memory.
+  # Deviations as `(x - shift) - offset`, exact even where the mean's rounding
+  # is as large as the spread. The barrier keeps this `x - shift` apart from
+  # the first pass's, so each pass fuses with its own read of `x` instead of
+  # sharing one written out to memory.
   mean_squares = [
-      _mean(jnp.square(x - (s + o)), a, axis_name)
+      _mean(jnp.square((x - jax.lax.optimization_barrier(s)) - o), a, axis_name)
       for x, s, o, a in zip(scaled, shifts, offsets, axes)
   ]
   return shifts, offsets, mean_squares

@@ -329,3 +329,37 @@ def test_python_and_numpy_leaves():
   updates, _ = znorm_optax.znorm().update(grads, None)
   reference.assert_close(updates['kernel'], reference.znorm(grads['kernel']))
   assert float(updates['scale']) == 2.5  # A single element passes through.
+
+
+def test_inject_hyperparams_callable_mask_raises_or_works_with_static_args():
+  grads = {'kernel': jnp.arange(6.0).reshape(2, 3), 'bias': jnp.array([1.0, 3.0])}
+
+  def mask(params):
+    return jax.tree.map(lambda p: p.ndim > 1, params)
+
+  # optax would call the mask as a schedule of the step count: never silently.
+  with pytest.raises(TypeError, match=r"static_args=\('mask',\)"):
+    optax.inject_hyperparams(znorm_optax.znorm)(mask=mask).init(grads)
+  tx = optax.inject_hyperparams(znorm_optax.znorm, static_args=('mask',))(mask=mask)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(grads))
+  reference.assert_close(updates['kernel'], reference.znorm(grads['kernel']))
+  np.testing.assert_array_equal(updates['bias'], grads['bias'])
+
+
+def test_inject_hyperparams_other_options():
+  grads = {'layers': jnp.arange(12.0).reshape(3, 4) ** 2}
+  # A number becomes a traced hyperparameter: refused, with the way out named.
+  with pytest.raises(TypeError, match=r"static_args=\('stacked_axes',\)"):
+    optax.inject_hyperparams(znorm_optax.znorm)(stacked_axes=0).init(grads)
+  with pytest.raises(TypeError, match=r"static_args=\('per_channel',\)"):
+    optax.inject_hyperparams(znorm_optax.znorm)(per_channel=1).init(grads)
+  # Tuples and names stay static and take effect.
+  tx = optax.inject_hyperparams(znorm_optax.znorm)(stacked_axes=(0,), axis_name=None)
+  updates, _ = jax.jit(tx.update)(grads, tx.init(grads))
+  reference.assert_close(updates['layers'],
+                         reference.per_slice(reference.znorm, grads['layers'], (0,)))
+  tx = optax.inject_hyperparams(znorm_optax.znorm, static_args=('stacked_axes',))(
+      stacked_axes=lambda g: {'layers': 0})
+  updates, _ = jax.jit(tx.update)(grads, tx.init(grads))
+  reference.assert_close(updates['layers'],
+                         reference.per_slice(reference.znorm, grads['layers'], (0,)))
