@@ -1,4 +1,7 @@
-"""The documentation site builds, offline and with warnings as errors, as ``make docs`` builds it."""
+"""The documentation site builds, offline and with warnings as errors, as ``make docs`` builds it.
+
+One test, so that the build (about 15 s) runs once however pytest-xdist spreads the tests.
+"""
 
 import html
 import os
@@ -19,43 +22,36 @@ _NO_NETWORK = {
 }
 
 
-@pytest.fixture(scope='module')
-def site(tmp_path_factory) -> pathlib.Path:
-  out = tmp_path_factory.mktemp('docs')
-  env = dict(os.environ, **_NO_NETWORK)
-  env.pop('no_proxy', None)
-  env.pop('NO_PROXY', None)
-  result = subprocess.run(
-      [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-E', '-q', '-b', 'html',
-       '-d', str(out / 'doctrees'), str(ROOT / 'docs'), str(out / 'html')],
-      check=False, env=env, capture_output=True, text=True,
-  )
-  assert result.returncode == 0, result.stderr
-  return out / 'html'
-
-
 def _text(site: pathlib.Path, page: str) -> str:
   """The page's text, without the markup (syntax highlighting splits code into many spans)."""
   return html.unescape(re.sub(r'<[^>]+>', '', (site / f'{page}.html').read_text()))
 
 
-def test_api_reference_documents_every_public_name_with_its_doctests(site):
+@pytest.mark.slow
+def test_docs_build_offline_with_warnings_as_errors(tmp_path):
+  env = {key: value for key, value in os.environ.items() if key.lower() != 'no_proxy'}
+  result = subprocess.run(
+      [sys.executable, '-m', 'sphinx', '-W', '--keep-going', '-E', '-q', '-b', 'html',
+       '-d', str(tmp_path / 'doctrees'), str(ROOT / 'docs'), str(tmp_path / 'html')],
+      check=False, env=dict(env, **_NO_NETWORK), capture_output=True, text=True,
+  )
+  assert result.returncode == 0, result.stderr
+  site = tmp_path / 'html'
+
+  # The API reference: every public name, with the doctests of its docstring.
   api = _text(site, 'api')
   for name in znorm_optax.__all__:
-    assert f'znorm_optax.{name}(' in api, name
+    assert f'znorm_optax.{name}(' in api, f'{name} is missing from docs/api.md.'
   assert '>>> tx = znorm_optax.znorm()' in api
   assert 'optax.chain(znorm_optax.znorm(), optax.adam(1e-3))' in api
 
-
-def test_guide_pages_include_the_readme(site):
+  # The README's sections, included rather than copied.
+  assert "pip install 'znorm-optax[tfds]'" in _text(site, 'guide')
   assert 'optax.normalize_by_update_norm' in _text(site, 'peers')
   assert 'NaN and Inf are never hidden' in _text(site, 'behaviour')
   assert 'Optimizer step overhead' in _text(site, 'performance')
-  assert "pip install 'znorm-optax[tfds]'" in _text(site, 'guide')
 
-
-@pytest.mark.parametrize('notebook', NOTEBOOKS)
-def test_notebooks_are_rendered_without_running_them(site, notebook):
-  page = _text(site, f'notebooks/{notebook}')
-  assert "'google.colab'" in page  # The setup cell's code.
-  assert 'cell_output' not in page  # Committed without outputs, and not executed by the build.
+  # The notebooks, rendered as committed: code, and no outputs since the build runs nothing.
+  for notebook in NOTEBOOKS:
+    assert "'google.colab'" in _text(site, f'notebooks/{notebook}'), notebook
+    assert 'class="cell_output' not in (site / 'notebooks' / f'{notebook}.html').read_text()
