@@ -17,12 +17,14 @@ import ml_collections
 from examples.resnet_classification import input_pipeline
 from examples.resnet_classification import train
 from examples.training import cli
+from examples.training import validation
 
 cli.define_flags()
 
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
   train.validate_config(config)
+  validation.prepare_workdir(workdir)  # The first write; the flags are valid.
   if config.compilation_cache:
     # Sweep runs of one method compile identical steps; later runs load them from disk.
     jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'jax_cache'))

@@ -6,7 +6,6 @@ paper's models x methods x seeds comparison and writes its table and curves.
 
 from typing import Any
 
-import jax
 import ml_collections
 
 from examples.resnet_classification import input_pipeline
@@ -18,9 +17,12 @@ from examples.training import methods
 from examples.training import parallel
 from examples.training import report
 from examples.training import sweep
+from examples.training import validation
 
 TABLE_COLUMNS = (('test_accuracy', 'Test Accuracy', 3), ('train_loss', 'Train Loss', 4))
 CURVES = (('test_accuracy', 'test accuracy', 3), ('train_loss', 'train loss', 4))
+RESUMABLE_KEYS = ('data_dir', 'download', 'compilation_cache', 'sweep')
+"""Fields besides the core's (`loop.RESUMABLE_KEYS`) that a resumed run may change."""
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -34,16 +36,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     models.check_model(model)
   for method in config.sweep.methods or (config.method,):
     methods.check_method(method)
-  if config.parallel not in parallel.MODES:
-    raise ValueError(f'Unknown --config.parallel={config.parallel!r}; valid values are: '
-                     f'{", ".join(parallel.MODES)}.')
-  num_devices = 1 if config.parallel == 'none' else jax.device_count()
-  distributed.process_batch_size(config.batch_size, num_devices)
-  for name in ('num_epochs', 'log_every_steps', 'checkpoint_every_steps'):
-    if config[name] <= 0:
-      raise ValueError(f'--config.{name}={config[name]} must be positive.')
-  if not config.learning_rate > 0:
-    raise ValueError(f'--config.learning_rate={config.learning_rate} must be positive.')
+  validation.validate(config, seeds=config.sweep.seeds)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
@@ -57,7 +50,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
     Per-epoch records (``train_loss``, ``train_accuracy``, ``test_loss``,
     ``test_accuracy``, ...), as in ``metrics.jsonl``.
   """
-  num_devices = 1 if config.parallel == 'none' else jax.device_count()
+  num_devices = parallel.device_count(config.parallel, config.platform)
   process_batch_size = distributed.process_batch_size(config.batch_size, num_devices)
   dataset = input_pipeline.load(config, process_batch_size)
   task = classification_task(
@@ -65,7 +58,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
       width=config.width, skip_connections=config.skip_connections, bn_momentum=config.bn_momentum,
   )
   optimizer = methods.make_optimizer(config.method, config.learning_rate)
-  return loop.fit(config, workdir, task, dataset.source, optimizer)
+  return loop.fit(config, workdir, task, dataset.source, optimizer, resumable_keys=RESUMABLE_KEYS)
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:

@@ -17,9 +17,12 @@ A task plugs in with three things:
    ``wd1e-4``) and a learning rate or optax schedule.
 
 Then :func:`~examples.training.loop.fit` trains with ``--config.parallel`` =
-``sharded`` (default), ``pmap`` or ``none``, evaluates every epoch, writes
-``metrics.jsonl``, checkpoints with orbax and resumes with
-``--config.resume``. :func:`~examples.training.sweep.run_sweep` runs models x
+``sharded`` (default), ``pmap`` or ``none`` on the devices of
+``--config.platform`` (JAX's default backend unless set), evaluates every epoch,
+writes ``metrics.jsonl``, checkpoints with orbax (named items, the run's config,
+checksums, fall-back to the previous intact checkpoint) and resumes with
+``--config.resume`` only into the same run. NaN or Inf in the loss, gradients
+or updates stops the run, or with ``--config.on_nonfinite=skip`` skips the step. :func:`~examples.training.sweep.run_sweep` runs models x
 methods x seeds, and :func:`~examples.training.report.write_report` makes the
 mean ± std table and the per-epoch curves with the task's own columns.
 Multi-host runs call :func:`~examples.training.distributed.initialize` first.
@@ -27,5 +30,7 @@ Multi-host runs call :func:`~examples.training.distributed.initialize` first.
 Modules: ``methods`` (optimizer registry), ``task`` (interfaces), ``steps``
 (jittable steps), ``parallel`` (data-parallel modes), ``distributed``
 (processes), ``data`` (in-memory source, padding), ``checkpointing`` (orbax),
-``metrics_log`` (JSONL), ``loop`` (the training loop), ``sweep`` and ``report``.
+``metrics_log`` (JSONL), ``validation`` (config and work directory checks),
+``cli`` (the shared command line), ``loop`` (the training loop), ``sweep`` and
+``report``.
 """

@@ -4,6 +4,7 @@ An example's ``main.py`` calls :func:`define_flags` at import and
 :func:`run` under ``if __name__ == '__main__'``.
 """
 
+import re
 import sys
 from collections.abc import Callable
 
@@ -16,6 +17,7 @@ from ml_collections import config_flags
 from examples.training import distributed
 
 FLAGS = flags.FLAGS
+_CONFIG_PREFIX = '--config.'
 
 
 def define_flags() -> None:
@@ -25,15 +27,59 @@ def define_flags() -> None:
   flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _one_line(text: str) -> str:
+  return ' '.join(text.replace('\\n', ' ').split())
+
+
+def _unknown_field_message(error: LookupError | AttributeError, argv: list[str]) -> str:
+  """Names the ``--config.<field>`` flag that ml_collections could not find in the config."""
+  text = _one_line(str(error)).replace("\\'", "'")
+  missing = re.search(r"'([^' ]+)'", text)
+  suggestion = re.search(r'Did you mean "([^"]+)"', text)
+  field = missing.group(1) if missing else ''
+  overrides = [arg.split('=')[0] for arg in argv if arg.startswith(_CONFIG_PREFIX)]
+  flag = next((o for o in overrides if field in o[len(_CONFIG_PREFIX):].split('.')), '--config')
+  hint = f'; did you mean {suggestion.group(1)!r}?' if suggestion else '.'
+  return f'{flag}: the config has no field {field!r}{hint}'
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """Parses ``argv``; a bad flag ends the program with one line that names it."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    sys.exit(f'error: {_one_line(str(error))}')
+  except (AttributeError, LookupError) as error:  # An unknown --config.<field>.
+    sys.exit(f'error: {_unknown_field_message(error, argv)}')
+  except SyntaxError as error:  # In the --config file.
+    sys.exit(f'error: --config: {error.msg} in {error.filename}, line {error.lineno}')
+
+
+def _load_config() -> ml_collections.ConfigDict:
+  """``FLAGS.config``; a config file that does not load ends the program with one line."""
+  config = FLAGS.config
+  try:
+    config.get('coordinator_address')  # ml_collections defers a load failure to the first use.
+  except OSError as error:
+    cause = error
+    while cause.__cause__ is not None:
+      cause = cause.__cause__
+    reason = str(cause).strip().splitlines()[-1].strip()  # ml_collections puts the reason last.
+    sys.exit(f'error: --config: {reason}')
+  return config
+
+
 def run(main: Callable[[ml_collections.ConfigDict, str], None],
         user_errors: tuple[type[Exception], ...] = ()) -> None:
   """Parses the flags and calls ``main(config, workdir)``.
 
   Before ``main``, it starts ``jax.distributed`` when ``config.coordinator_address``
-  is set. ``ValueError`` (bad flag values) and ``user_errors`` (e.g. a dataset
-  that is not downloaded) end the program with their message alone, without a
-  traceback. Logging is at WARNING unless ``--verbosity`` is given, because
-  orbax logs every checkpoint at INFO.
+  is set. A bad flag (an unknown ``--config.<field>``, a value of the wrong
+  type, a config file that does not load), ``ValueError`` (bad flag values)
+  and ``user_errors`` (e.g. a dataset that is not downloaded) end the program
+  with a one-line message and exit status 1, without a traceback. Logging is
+  at WARNING unless ``--verbosity`` is given, because orbax logs every
+  checkpoint at INFO.
   """
 
   def absl_main(argv):
@@ -41,11 +87,11 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None],
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     if not FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
-    config = FLAGS.config
+    config = _load_config()
     try:
       distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
       main(config, FLAGS.workdir)
     except (ValueError, *user_errors) as error:
-      sys.exit(f'error: {error}')
+      sys.exit(f'error: {_one_line(str(error))}')
 
-  app.run(absl_main)
+  app.run(absl_main, flags_parser=_parse_flags)

@@ -1,7 +1,8 @@
 """The generic training loop: epochs of jitted steps, evaluation, logging, checkpoints."""
 
-import os
+import json
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import jax
@@ -9,12 +10,14 @@ import ml_collections
 import numpy as np
 import optax
 import tqdm
+from absl import logging
 from flax import nnx
 
 from examples.training import checkpointing
 from examples.training import metrics_log
 from examples.training import parallel
 from examples.training import steps
+from examples.training import validation
 from examples.training.task import DataSource
 from examples.training.task import Metrics
 from examples.training.task import Task
@@ -22,6 +25,17 @@ from examples.training.task import means
 
 TRAIN_PREFIX = 'train_'
 EVAL_PREFIX = 'test_'
+
+RESUMABLE_KEYS = (
+    'num_epochs', 'resume', 'log_every_steps', 'checkpoint_every_steps', 'progress_bar',
+    'parallel', 'platform', 'on_nonfinite', 'max_nonfinite_steps', 'coordinator_address',
+    'num_processes', 'process_id',
+)
+"""Config fields a resumed run may change; every other field must equal the checkpoint's."""
+
+
+class NonFiniteError(ValueError):
+  """Training met a NaN or an Inf (``--config.on_nonfinite``)."""
 
 
 def _metric_sums_to_json(metric_sums) -> dict[str, list]:
@@ -32,61 +46,181 @@ def _metric_sums_from_json(saved: dict[str, list]) -> dict[str, np.ndarray]:
   return {name: np.asarray(value, dtype) for name, (value, dtype) in saved.items()}
 
 
+def _epoch_means(metric_sums, prefix: str) -> dict[str, float]:
+  """Means per example, and the count of skipped steps (``on_nonfinite=skip``) as it is."""
+  metric_sums = dict(metric_sums)
+  skipped = metric_sums.pop(steps.SKIPPED, None)
+  record = means(metric_sums, prefix)
+  if skipped is not None:
+    record[prefix + steps.SKIPPED] = int(skipped)
+  return record
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as the JSON a checkpoint stores (tuples become lists)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and value:
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def check_same_run(saved_config: dict, config: ml_collections.ConfigDict, checkpoint: str,
+                   resumable_keys: Iterable[str] = ()) -> None:
+  """Refuses to resume ``checkpoint`` if its run had other settings than ``config``.
+
+  Args:
+    saved_config: the ``config`` item of the checkpoint.
+    config: this run's config.
+    checkpoint: the checkpoint's path, for the message.
+    resumable_keys: fields besides :data:`RESUMABLE_KEYS` that may differ
+      (a field also covers its sub-fields, e.g. ``sweep``).
+
+  Raises:
+    ValueError: listing every differing field with both values.
+  """
+  may_change = set(RESUMABLE_KEYS) | set(resumable_keys)
+  before, now = _flatten(saved_config), _flatten(config_to_json(config))
+  missing = '<unset>'
+  differing = [
+      key for key in sorted(before.keys() | now.keys())
+      if not any(key == k or key.startswith(k + '.') for k in may_change)
+      and before.get(key, missing) != now.get(key, missing)
+  ]
+  if differing:
+    changes = '; '.join(f'{key}: {before.get(key, missing)!r} there, {now.get(key, missing)!r} now'
+                        for key in differing)
+    raise ValueError(
+        f'--config.resume=True, but the checkpoint {checkpoint} is of a run with other settings '
+        f'({changes}). Pass the checkpoint\'s values, or choose a new --workdir; only '
+        f'{", ".join(sorted(may_change))} may change on resume.'
+    )
+
+
+def _pure(state: nnx.State) -> dict:
+  return jax.tree.map(np.asarray, nnx.to_pure_dict(state))
+
+
 def _initial_state(config, task: Task, optimizer, axis_name: str | None):
-  """``nnx.split`` of a fresh ``(model, optimizer)``: the layout checkpoints are saved in."""
+  """``nnx.split`` of a fresh ``(model, optimizer)``, on the host."""
   model = task.create_model(nnx.Rngs(config.seed), axis_name)
-  return nnx.split((model, nnx.Optimizer(model, optimizer, wrt=nnx.Param)))
+  graphdef, state = nnx.split((model, nnx.Optimizer(model, optimizer, wrt=nnx.Param)))
+  return graphdef, jax.device_get(state)
 
 
 class _Run:
   """One training run's placed state, compiled steps and bookkeeping."""
 
-  def __init__(self, config, workdir, task, data, optimizer):
+  def __init__(self, config, workdir, task, data, optimizer, resumable_keys):
     self.config, self.data = config, data
-    self.data_parallel = parallel.make(config.parallel)
+    self.data_parallel = parallel.make(config.parallel, config.platform)
     axis_name = self.data_parallel.batch_norm_axis_name
     graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
+    skip = config.on_nonfinite == 'skip'
     self.train_step = self.data_parallel.compile(
-        steps.train_step(task, graphdef, axis_name), donate_argnums=(0,)
+        steps.train_step(task, graphdef, axis_name, skip_nonfinite=skip,
+                         max_consecutive=config.max_nonfinite_steps if skip else 1),
+        donate_argnums=(0,),
     )
     self.eval_step = self.data_parallel.compile(
         steps.eval_step(task, graphdef, axis_name), donate_argnums=()
     )
 
+    self.config_json = config_to_json(config)
     self.checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
     self.log = metrics_log.MetricsLog(workdir)
     self.history: list[dict[str, Any]] = []
     self.step = 0
     self.train_sums: Metrics | None = None  # Running sums of the current epoch, on device.
-    leaves, treedef = jax.tree.flatten(host_state)
-    latest = self.checkpointer.latest_step()
-    if latest is not None and not config.resume:
+    saved_steps = self.checkpointer.steps()
+    if saved_steps and not config.resume:
       self.checkpointer.close()
       raise ValueError(
-          f'{workdir} already holds checkpoints (latest step {latest}); pass '
+          f'{workdir} already holds checkpoints (latest step {saved_steps[0]}); pass '
           '--config.resume=True to continue from them, or choose a new --workdir.'
       )
-    if latest is not None:
-      leaves = self._restore(leaves)
+    if saved_steps:
+      self._restore(host_state, resumable_keys)
     self.log.rewrite(self.history)
-    self.state = self.data_parallel.put_state(jax.tree.unflatten(treedef, leaves))
+    self.state = self.data_parallel.put_state(host_state)
+    self.health = self.data_parallel.put_state(steps.initial_health(self.step))
 
-  def _restore(self, leaves):
-    self.step = self.checkpointer.latest_step()
-    leaves, meta = self.checkpointer.restore(self.step, [np.asarray(x) for x in leaves])
-    self.history = meta['history']
-    if meta['train_sums'] is not None:
-      self.train_sums = self.data_parallel.put_state(_metric_sums_from_json(meta['train_sums']))
-    return leaves
+  def _restore(self, host_state, resumable_keys) -> None:
+    """Loads the newest intact checkpoint into ``host_state`` and the bookkeeping."""
+
+    def check(restored: checkpointing.Restored) -> None:
+      check_same_run(restored.config, self.config, restored.path, resumable_keys)
+      if restored.loop['steps_per_epoch'] != self.data.steps_per_epoch:
+        raise ValueError(
+            f'--config.resume=True, but the checkpoint {restored.path} was trained with '
+            f'{restored.loop["steps_per_epoch"]} steps per epoch and this data gives '
+            f'{self.data.steps_per_epoch}: the data is not the same.'
+        )
+
+    try:
+      restored = self.checkpointer.restore_latest(
+          model_like=_pure(host_state[0]), optimizer_like=_pure(host_state[1]), check=check)
+    except ValueError:
+      self.checkpointer.close()
+      raise
+    if restored is None:
+      logging.warning('No checkpoint in %s could be restored; training starts from step 0.',
+                      self.checkpointer.directory)
+      return
+    nnx.replace_by_pure_dict(host_state[0], restored.model)
+    nnx.replace_by_pure_dict(host_state[1], restored.optimizer)
+    self.step = restored.loop['step']
+    self.history = restored.loop['history']
+    if restored.loop['train_sums'] is not None:
+      self.train_sums = self.data_parallel.put_state(
+          _metric_sums_from_json(restored.loop['train_sums']))
+
+  def check_finite(self) -> None:
+    """Stops the run if the train steps recorded a stop for NaN/Inf (one small device read).
+
+    Raises:
+      NonFiniteError: naming the step, what was non-finite and the last good checkpoint.
+    """
+    health = self.data_parallel.get_state(self.health)
+    stop_step = int(health['stop_step'])
+    if stop_step < 0:
+      return
+    what = steps.describe_parts(int(health['stop_parts']))
+    if self.config.on_nonfinite == 'skip':
+      cause = (f'{self.config.max_nonfinite_steps} steps in a row were skipped '
+               f'(--config.max_nonfinite_steps), the last for non-finite {what}')
+    else:
+      cause = (f'the {what} became non-finite (NaN or Inf; --config.on_nonfinite=skip skips '
+               'such steps)')
+    saved = self.checkpointer.steps()
+    kept = (f'the last good checkpoint, {self.checkpointer.step_path(saved[0])} (step '
+            f'{saved[0]}), is kept; resume from it with --config.resume=True' if saved
+            else 'no checkpoint was saved before it')
+    raise NonFiniteError(f'training stopped at step {stop_step}: {cause}; {kept}.')
 
   def save(self, *, force: bool = False) -> None:
-    """Checkpoints the state, the epoch's running sums and the history if due (or forced)."""
+    """Checkpoints the state, the epoch's running sums and the history if due (or forced).
+
+    A state that went non-finite is never saved: :meth:`check_finite` stops first.
+    """
     if not (force or self.checkpointer.due(self.step)):
       return
+    self.check_finite()
     sums = self.train_sums
     sums = None if sums is None else _metric_sums_to_json(self.data_parallel.get_state(sums))
-    leaves = jax.tree.leaves(self.data_parallel.get_state(self.state))
-    self.checkpointer.save(self.step, leaves, {'history': self.history, 'train_sums': sums})
+    host_state = self.data_parallel.get_state(self.state)
+    self.checkpointer.save(
+        self.step, model=_pure(host_state[0]), optimizer=_pure(host_state[1]),
+        loop={'step': self.step, 'steps_per_epoch': self.data.steps_per_epoch,
+              'history': self.history, 'train_sums': sums},
+        config=self.config_json,
+    )
 
   def train_epoch(self, epoch: int) -> float:
     """Runs the rest of ``epoch``; returns its training images per second."""
@@ -99,20 +233,23 @@ class _Run:
     )
     start = interval_start = time.perf_counter()
     for in_epoch, batch in enumerate(self.data.train_batches(epoch, first), first + 1):
-      self.state, batch_sums = self.train_step(self.state, self.data_parallel.put_batch(batch))
+      (self.state, self.health), batch_sums = self.train_step(
+          (self.state, self.health), self.data_parallel.put_batch(batch))
       self.train_sums = steps.accumulate(self.train_sums, batch_sums)
       self.step += 1
       progress.update()
-      if show and (in_epoch - first) % config.log_every_steps == 0:
-        running = means(self.data_parallel.get_state(self.train_sums))  # Syncs with the device.
-        now = time.perf_counter()
-        images = config.log_every_steps * config.batch_size
-        progress.set_postfix(loss=f'{running["loss"]:.4f}',
-                             images_per_s=f'{images / (now - interval_start):.0f}')
-        interval_start = now
+      if (in_epoch - first) % config.log_every_steps == 0:
+        self.check_finite()  # Syncs with the device, once per interval.
+        if show:
+          running = _epoch_means(self.data_parallel.get_state(self.train_sums), '')
+          now = time.perf_counter()
+          images = config.log_every_steps * config.batch_size
+          progress.set_postfix(loss=f'{running["loss"]:.4f}',
+                               images_per_s=f'{images / (now - interval_start):.0f}')
+          interval_start = now
       if in_epoch < steps_per_epoch:  # Epoch ends are saved after their evaluation.
         self.save()
-    jax.block_until_ready(self.train_sums)
+    self.check_finite()
     progress.close()
     return (steps_per_epoch - first) * config.batch_size / (time.perf_counter() - start)
 
@@ -127,8 +264,8 @@ class _Run:
     record = {
         'epoch': epoch + 1,
         'step': self.step,
-        **means(self.data_parallel.get_state(self.train_sums), TRAIN_PREFIX),
-        **means(self.evaluate(), EVAL_PREFIX),
+        **_epoch_means(self.data_parallel.get_state(self.train_sums), TRAIN_PREFIX),
+        **_epoch_means(self.evaluate(), EVAL_PREFIX),
         'train_images_per_second': images_per_second,
     }
     self.history.append(record)
@@ -146,29 +283,48 @@ def fit(
     task: Task,
     data: DataSource,
     optimizer: optax.GradientTransformation,
+    *,
+    resumable_keys: Iterable[str] = (),
 ) -> list[dict[str, Any]]:
   """Trains ``task``'s model on ``data`` and evaluates it after every epoch.
 
+  Every step checks its loss, gradients and updated state for NaN and Inf on
+  device; the loop reads the result every ``log_every_steps`` steps, before
+  each checkpoint and at the end of each epoch. With ``on_nonfinite='stop'``
+  the run stops at the first non-finite step; with ``'skip'`` such steps leave
+  the state unchanged, are counted as ``train_skipped_steps`` and stop the run
+  after ``max_nonfinite_steps`` in a row. A non-finite state is never saved.
+
   Args:
     config: reads ``seed``, ``method`` (for display), ``parallel`` (``sharded``,
-      ``pmap`` or ``none``), ``batch_size`` (global), ``num_epochs``,
-      ``log_every_steps``, ``checkpoint_every_steps``, ``resume`` and
-      ``progress_bar``.
+      ``pmap`` or ``none``), ``platform``, ``batch_size`` (global),
+      ``learning_rate``, ``num_epochs``, ``log_every_steps``,
+      ``checkpoint_every_steps``, ``resume``, ``on_nonfinite``,
+      ``max_nonfinite_steps`` and ``progress_bar``; see
+      :func:`examples.training.validation.validate`. Checkpoints store all of
+      it, and a resumed run must match it except for :data:`RESUMABLE_KEYS`
+      and ``resumable_keys``.
     workdir: receives ``metrics.jsonl`` and ``checkpoints/``.
     task: the model and loss of the task.
     data: process-local batches.
     optimizer: e.g. :func:`examples.training.methods.make_optimizer`.
+    resumable_keys: the task's config fields that may change on resume, e.g.
+      a data directory.
 
   Returns:
     One record per epoch: ``epoch``, ``step``, ``train_<metric>`` and
-    ``test_<metric>`` means, ``train_images_per_second``. With ``resume`` the
+    ``test_<metric>`` means, ``train_images_per_second`` (and
+    ``train_skipped_steps`` with ``on_nonfinite='skip'``). With ``resume`` the
     epochs restored from the checkpoint are included.
 
   Raises:
-    ValueError: if ``workdir`` holds checkpoints and ``config.resume`` is off.
+    ValueError: for a bad config field, a ``workdir`` that holds checkpoints
+      without ``config.resume``, or a checkpoint of another run.
+    NonFiniteError: when training meets NaN or Inf as described above.
   """
-  os.makedirs(workdir, exist_ok=True)
-  run = _Run(config, workdir, task, data, optimizer)
+  validation.validate(config)
+  validation.prepare_workdir(workdir)
+  run = _Run(config, workdir, task, data, optimizer, resumable_keys)
   try:
     for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
       images_per_second = run.train_epoch(epoch)
@@ -178,26 +334,33 @@ def fit(
   return run.history
 
 
-def load_model(
-    config: ml_collections.ConfigDict,
-    workdir: str,
-    task: Task,
-    optimizer: optax.GradientTransformation,
-) -> nnx.Module:
-  """The trained model of the latest checkpoint that :func:`fit` wrote into ``workdir``.
+def load_model(config: ml_collections.ConfigDict, workdir: str, task: Task,
+               *, resumable_keys: Iterable[str] = ()) -> nnx.Module:
+  """The trained model of the newest intact checkpoint that :func:`fit` wrote into ``workdir``.
+
+  Only the model is read: no optimizer is built and no optimizer state loaded.
+
+  Args:
+    config: the run's config; it must match the checkpoint's as for a resume.
+    workdir: the run's work directory.
+    task: builds the model's structure.
+    resumable_keys: as for :func:`fit`.
 
   Raises:
-    FileNotFoundError: if ``workdir`` holds no checkpoint.
+    FileNotFoundError: if ``workdir`` holds no intact checkpoint.
+    ValueError: if the checkpoint is of a run with other settings.
   """
-  graphdef, host_state = _initial_state(config, task, optimizer, axis_name=None)
-  leaves, treedef = jax.tree.flatten(host_state)
-  checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
+  abstract = nnx.eval_shape(lambda: task.create_model(nnx.Rngs(config.seed), None))
+  graphdef, state = nnx.split(abstract)
+  like = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), nnx.to_pure_dict(state))
+  checkpointer = checkpointing.Checkpointer(workdir)
   try:
-    step = checkpointer.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'No checkpoint in {workdir}.')
-    leaves, _ = checkpointer.restore(step, [np.asarray(x) for x in leaves])
+    restored = checkpointer.restore_latest(
+        model_like=like, optimizer=False,
+        check=lambda r: check_same_run(r.config, config, r.path, resumable_keys))
   finally:
     checkpointer.close()
-  model, _ = nnx.merge(graphdef, jax.tree.unflatten(treedef, leaves))
-  return model
+  if restored is None:
+    raise FileNotFoundError(f'No intact checkpoint in {checkpointer.directory}.')
+  nnx.replace_by_pure_dict(state, restored.model)
+  return nnx.merge(graphdef, state)

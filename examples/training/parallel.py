@@ -51,10 +51,10 @@ class DataParallel(abc.ABC):
 class SingleDevice(DataParallel):
   """``none``: one device, ``jax.jit``."""
 
-  def __init__(self):
+  def __init__(self, platform: str | None = None):
     if jax.process_count() > 1:
       raise ValueError('--config.parallel=none cannot run on several processes; use sharded or pmap.')
-    self._device = jax.local_devices()[0]
+    self._device = jax.local_devices(backend=platform)[0]
 
   @property
   def num_devices(self) -> int:
@@ -79,8 +79,8 @@ class Sharded(DataParallel):
   Works across processes: each process passes its local part of the batch.
   """
 
-  def __init__(self):
-    self.mesh = Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+  def __init__(self, platform: str | None = None):
+    self.mesh = Mesh(np.asarray(jax.devices(platform)), (DATA_AXIS,))
     self._replicated = NamedSharding(self.mesh, PartitionSpec())
     self._batch_sharding = NamedSharding(self.mesh, PartitionSpec(DATA_AXIS))
 
@@ -118,15 +118,16 @@ class Pmapped(DataParallel):
 
   batch_norm_axis_name = PMAP_AXIS
 
-  def __init__(self):
-    self._local_devices = jax.local_device_count()
+  def __init__(self, platform: str | None = None):
+    self._platform = platform
+    self._local_devices = jax.local_device_count(platform)
     # The layout pmap gives its outputs; placing inputs the same way avoids a copy per step.
-    mesh = Mesh(np.asarray(jax.devices()), (PMAP_AXIS,))
+    mesh = Mesh(np.asarray(jax.devices(platform)), (PMAP_AXIS,))
     self._sharding = NamedSharding(mesh, PartitionSpec(PMAP_AXIS))
 
   @property
   def num_devices(self) -> int:
-    return jax.device_count()
+    return self._sharding.mesh.size
 
   def _put(self, local_stack):
     return jax.make_array_from_process_local_data(self._sharding, local_stack)
@@ -154,12 +155,29 @@ class Pmapped(DataParallel):
     return jax.tree.map(split, batch)
 
   def compile(self, step, *, donate_argnums):
-    return jax.pmap(step, axis_name=PMAP_AXIS, donate_argnums=donate_argnums)
+    return jax.pmap(step, axis_name=PMAP_AXIS, backend=self._platform,
+                    donate_argnums=donate_argnums)
 
 
-def make(mode: str) -> DataParallel:
-  """Returns the :class:`DataParallel` for ``--config.parallel`` (one of :data:`MODES`)."""
-  modes = {'sharded': Sharded, 'pmap': Pmapped, 'none': SingleDevice}
-  if mode not in modes:
+def check_mode(mode: str) -> str:
+  """Returns ``mode`` if it is one of :data:`MODES`, else raises ``ValueError``."""
+  if mode not in MODES:
     raise ValueError(f'Unknown --config.parallel={mode!r}; valid values are: {", ".join(MODES)}.')
-  return modes[mode]()
+  return mode
+
+
+def device_count(mode: str, platform: str | None = None) -> int:
+  """How many devices share each global batch in ``mode`` (see :func:`make`)."""
+  return 1 if check_mode(mode) == 'none' else jax.device_count(platform or None)
+
+
+def make(mode: str, platform: str | None = None) -> DataParallel:
+  """Returns the :class:`DataParallel` for ``--config.parallel`` (one of :data:`MODES`).
+
+  Args:
+    mode: ``sharded``, ``pmap`` or ``none``.
+    platform: the JAX platform whose devices to use, e.g. ``'cpu'``; ``None``
+      (or ``''``) is JAX's default backend.
+  """
+  modes = {'sharded': Sharded, 'pmap': Pmapped, 'none': SingleDevice}
+  return modes[check_mode(mode)](platform or None)

@@ -1,6 +1,7 @@
 """What a task (classification, segmentation, ...) gives the shared training loop."""
 
 import dataclasses
+import math
 from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -66,6 +67,7 @@ class DataSource(Protocol):
 
 
 def means(metric_sums: Mapping[str, float], prefix: str = '') -> dict[str, float]:
-  """Turns metric sums into per-example means, e.g. ``{prefix + 'loss': ...}``."""
+  """Turns metric sums into per-example means, e.g. ``{prefix + 'loss': ...}``; NaN if no examples."""
   count = float(metric_sums[COUNT])
-  return {prefix + name: float(value) / count for name, value in metric_sums.items() if name != COUNT}
+  return {prefix + name: float(value) / count if count else math.nan
+          for name, value in metric_sums.items() if name != COUNT}

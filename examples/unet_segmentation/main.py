@@ -15,6 +15,7 @@ import jax
 import ml_collections
 
 from examples.training import cli
+from examples.training import validation
 from examples.unet_segmentation import input_pipeline
 from examples.unet_segmentation import train
 
@@ -23,6 +24,7 @@ cli.define_flags()
 
 def main(config: ml_collections.ConfigDict, workdir: str) -> None:
   train.validate_config(config)
+  validation.prepare_workdir(workdir)  # The first write; the flags are valid.
   train.train_and_evaluate(config, workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'table.md')) as f:

@@ -22,6 +22,7 @@ Work directory::
 
 import collections
 import json
+import math
 import os
 from typing import Any
 
@@ -39,6 +40,7 @@ from examples.training import methods
 from examples.training import parallel
 from examples.training import report
 from examples.training import sweep
+from examples.training import validation
 from examples.training.data import ArraySource
 from examples.training.data import pad_batch
 from examples.training.task import MASK
@@ -72,9 +74,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   input_pipeline.check_dataset(config.dataset)
   for method in config.methods:
     methods.check_method(method)
-  if config.parallel not in parallel.MODES:
-    raise ValueError(f'Unknown --config.parallel={config.parallel!r}; valid values are: '
-                     f'{", ".join(parallel.MODES)}.')
+  validation.validate(config, seeds=config.seeds)
+  if not (math.isfinite(config.lr_decay_factor) and config.lr_decay_factor > 0):
+    raise ValueError(f'--config.lr_decay_factor={config.lr_decay_factor} must be a finite '
+                     'positive number.')
   if config.lr_decay_every_epochs <= 0:
     raise ValueError(f'--config.lr_decay_every_epochs={config.lr_decay_every_epochs} must be > 0.')
   for model_name in config.models:
@@ -182,6 +185,18 @@ def single_run_config(config: ml_collections.ConfigDict, model: str, method: str
   return run_config
 
 
+def resumable_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """Fields besides the core's that a resumed run may change (see `loop.check_same_run`).
+
+  The data's location, the sweep's lists, the other models' settings and the final scoring's
+  settings: none of them changes what this run trains.
+  """
+  other_models = tuple(f'model_kwargs.{name}' for name in config.model_kwargs
+                       if name != config.model)
+  return ('data_dir', 'manual_dir', 'models', 'methods', 'seeds', 'num_example_images',
+          'tversky_alpha', 'tversky_beta') + other_models
+
+
 def train_one(config: ml_collections.ConfigDict, run_dir: str, train: dict[str, np.ndarray],
               evaluation: dict[str, np.ndarray]) -> list[dict[str, Any]]:
   """Trains ``config.model`` with ``config.method`` and ``config.seed``, then scores it.
@@ -190,15 +205,16 @@ def train_one(config: ml_collections.ConfigDict, run_dir: str, train: dict[str, 
     The per-epoch history of `loop.fit`; its last record also holds the final per-image metrics
     (``test_f1``, ``test_iou``, ``test_tversky``, ``test_hausdorff`` and their ``_std``).
   """
-  num_devices = 1 if config.parallel == 'none' else jax.device_count()
+  num_devices = parallel.device_count(config.parallel, config.platform)
   process_batch_size = distributed.process_batch_size(config.batch_size, num_devices)
   data = ArraySource(train, evaluation, global_batch_size=config.batch_size,
                      process_batch_size=process_batch_size, seed=config.seed)
   task = make_task(config, config.model)
   optimizer = make_optimizer(config, data.steps_per_epoch)
-  history = loop.fit(config, run_dir, task, data, optimizer)
+  history = loop.fit(config, run_dir, task, data, optimizer,
+                     resumable_keys=resumable_keys(config))
 
-  model = loop.load_model(config, run_dir, task, optimizer)
+  model = loop.load_model(config, run_dir, task, resumable_keys=resumable_keys(config))
   predictions = predict(model, evaluation[IMAGE], process_batch_size)
   per_image = metrics.per_image_metrics(predictions, evaluation[LABEL], config.tversky_alpha,
                                         config.tversky_beta)

@@ -34,6 +34,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Execution.
   config.parallel = 'sharded'  # 'sharded', 'pmap' or 'none'.
+  config.platform = ''  # Train on this JAX platform's devices ('cpu', 'gpu', 'tpu'); '': JAX's default.
+  config.on_nonfinite = 'stop'  # A NaN/Inf loss, gradient or update: 'stop' the run or 'skip' the step.
+  config.max_nonfinite_steps = 10  # 'skip': stop after this many non-finite steps in a row.
   config.log_every_steps = 50
   config.checkpoint_every_steps = 1000
   config.resume = False

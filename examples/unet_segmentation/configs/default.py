@@ -57,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   # Training core: parallelism, logging, checkpoints, processes.
   config.parallel = 'sharded'  # 'sharded' (jit over a device mesh), 'pmap' or 'none'.
+  config.platform = ''  # Train on this JAX platform's devices ('cpu', 'gpu', 'tpu'); '': JAX's default.
+  config.on_nonfinite = 'stop'  # A NaN/Inf loss, gradient or update: 'stop' the run or 'skip' the step.
+  config.max_nonfinite_steps = 10  # 'skip': stop after this many non-finite steps in a row.
   config.log_every_steps = 10
   config.checkpoint_every_steps = 500
   config.resume = True

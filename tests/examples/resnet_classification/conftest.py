@@ -20,5 +20,7 @@ def persistent_compilation_cache(tmp_path_factory):
 
 @pytest.fixture
 def config():
-  """The tiny test config: ResNet-8, width 4, 8x8 digits, batch 64, 2 epochs."""
-  return tiny.get_config()
+  """The tiny test config: ResNet-8, width 4, 8x8 digits, batch 64, 2 epochs, CPU devices."""
+  config = tiny.get_config()
+  config.platform = 'cpu'  # The 8 simulated CPU devices, also on a machine with an accelerator.
+  return config

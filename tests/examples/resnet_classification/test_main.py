@@ -18,7 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
     ('parallel', 'dp', 'valid values are: sharded, pmap, none'),
     ('batch_size', 12, r'--config.batch_size=12 must be a positive multiple of the 8 devices'),
     ('num_epochs', 0, '--config.num_epochs=0 must be positive'),
-    ('learning_rate', -1.0, '--config.learning_rate=-1.0 must be positive'),
+    ('learning_rate', -1.0, '--config.learning_rate=-1.0 must be a finite positive number'),
+    ('learning_rate', float('inf'), '--config.learning_rate=inf must be a finite positive number'),
+    ('seed', -1, '--config.seed=-1 must be a non-negative integer'),
 ])
 def test_validate_config_names_the_bad_flag(config, field, value, message):
   config[field] = value
@@ -32,18 +34,35 @@ def test_sweep_methods_are_validated(config):
     train.validate_config(config)
 
 
-@pytest.mark.parametrize('flag, message', [
-    ('--config.method=sgd', "error: Unknown method 'sgd'; valid methods are:"),
-    # Also checks that the unset data_dir can be overridden from the command line.
-    ('--config.dataset=cifar10', 'tfds build cifar10 --data_dir={workdir}/tfds'),
-])
-def test_main_exits_with_the_message_only(tmp_path, flag, message):
-  result = subprocess.run(
+def _main(tmp_path, *flags):
+  return subprocess.run(
       [sys.executable, '-m', 'examples.resnet_classification.main',
-       '--config=examples/resnet_classification/configs/tiny.py', f'--workdir={tmp_path}',
-       f'--config.data_dir={tmp_path}/tfds', flag],
+       '--config=examples/resnet_classification/configs/tiny.py', f'--workdir={tmp_path}/run',
+       f'--config.data_dir={tmp_path}/tfds', *flags],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
   )
+
+
+@pytest.mark.parametrize('flag, message', [
+    ('--config.method=sgd', "error: Unknown method 'sgd'; valid methods are:"),
+    ('--config.learning_rat=0.1',
+     ("error: --config.learning_rat: the config has no field 'learning_rat'; did you mean "
+      "'learning_rate'?")),
+    ('--config.seed=-1', 'error: --config.seed=-1 must be a non-negative integer.'),
+    ('--workdir={tmp}/a_file', 'error: --workdir={tmp}/a_file is a file, not a directory.'),
+])
+def test_bad_flags_exit_with_one_line_before_anything_is_written(tmp_path, flag, message):
+  (tmp_path / 'a_file').write_text('')
+  result = _main(tmp_path, flag.format(tmp=tmp_path))
   assert result.returncode == 1
-  assert message.format(workdir=tmp_path) in result.stderr
+  assert result.stderr.startswith(message.format(tmp=tmp_path))
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert not (tmp_path / 'run').exists()
+
+
+def test_missing_dataset_exits_with_the_message_only(tmp_path):
+  # Also checks that the unset data_dir can be overridden from the command line.
+  result = _main(tmp_path, '--config.dataset=cifar10')
+  assert result.returncode == 1
+  assert f'tfds build cifar10 --data_dir={tmp_path}/tfds' in result.stderr.splitlines()[-1]
   assert 'Traceback' not in result.stderr

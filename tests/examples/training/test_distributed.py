@@ -1,5 +1,6 @@
 """Process-level helpers and flag checks of the training core (one process, 8 devices)."""
 
+import jax
 import pytest
 
 from examples.training import distributed
@@ -34,8 +35,11 @@ def test_unknown_parallel_mode():
 
 
 def test_modes_span_the_devices():
-  assert parallel.make('sharded').num_devices == 8
-  assert parallel.make('pmap').num_devices == 8
-  assert parallel.make('none').num_devices == 1
-  assert parallel.make('pmap').batch_norm_axis_name == parallel.PMAP_AXIS
-  assert parallel.make('sharded').batch_norm_axis_name is None
+  assert len(jax.devices('cpu')) == 8  # tests/conftest.py
+  assert parallel.make('sharded', 'cpu').num_devices == 8
+  assert parallel.make('pmap', 'cpu').num_devices == 8
+  assert parallel.make('none', 'cpu').num_devices == 1
+  assert parallel.device_count('sharded', 'cpu') == 8
+  assert parallel.device_count('none', 'cpu') == 1
+  assert parallel.make('pmap', 'cpu').batch_norm_axis_name == parallel.PMAP_AXIS
+  assert parallel.make('sharded', 'cpu').batch_norm_axis_name is None

@@ -1,0 +1,106 @@
+"""A training run small enough to compile and train in a second: a ReLU MLP on random points.
+
+Run as a module, it trains one such run in a work directory, so tests can kill a
+real process: ``python -m tests.examples.training.tiny WORKDIR [--kill-at-save STEP]``.
+"""
+
+import argparse
+import os
+import signal
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from examples.training import checkpointing
+from examples.training import loop
+from examples.training import methods
+from examples.training.data import ArraySource
+from examples.training.task import MASK
+from examples.training.task import Task
+
+NUM_TRAIN, NUM_EVAL, FEATURES, CLASSES = 64, 24, 4, 3
+
+
+class MLP(nnx.Module):
+
+  def __init__(self, rngs: nnx.Rngs):
+    self.hidden = nnx.Linear(FEATURES, 8, rngs=rngs)
+    self.out = nnx.Linear(8, CLASSES, rngs=rngs)
+
+  def __call__(self, x):
+    return self.out(nnx.relu(self.hidden(x)))
+
+
+def _metrics(model, batch):
+  logits = model(batch['x'])
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, batch['y'])
+  correct = (jnp.argmax(logits, -1) == batch['y']).astype(jnp.float32)
+  sums = {'loss': jnp.sum(losses * batch[MASK]), 'accuracy': jnp.sum(correct * batch[MASK])}
+  return sums['loss'] / jnp.maximum(jnp.sum(batch[MASK]), 1.0), sums
+
+
+TASK = Task(create_model=lambda rngs, axis_name: MLP(rngs), train_loss=_metrics,
+            eval_metrics=lambda model, batch: _metrics(model, batch)[1])
+
+
+def config(**overrides) -> ml_collections.ConfigDict:
+  """Every field the training core reads: 8 steps per epoch, 2 epochs, on CPU."""
+  fields = {
+      'seed': 0, 'method': 'adam', 'learning_rate': 0.05, 'batch_size': 8, 'num_epochs': 2,
+      'parallel': 'none', 'platform': 'cpu', 'log_every_steps': 2, 'checkpoint_every_steps': 3,
+      'resume': False, 'progress_bar': False, 'on_nonfinite': 'stop', 'max_nonfinite_steps': 3,
+      'width': 8,
+  }
+  fields.update(overrides)
+  return ml_collections.ConfigDict(fields)
+
+
+def data(run_config, *, nan_at: int | None = None, num_train: int = NUM_TRAIN) -> ArraySource:
+  """Separable random points; ``nan_at`` puts a NaN into that training example."""
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(num_train + NUM_EVAL, FEATURES)).astype(np.float32)
+  y = np.argmax(x[:, :CLASSES], axis=1).astype(np.int32)
+  train_x = x[:num_train].copy()
+  if nan_at is not None:
+    train_x[nan_at, 0] = np.nan
+  return ArraySource({'x': train_x, 'y': y[:num_train]}, {'x': x[num_train:], 'y': y[num_train:]},
+                     global_batch_size=run_config.batch_size,
+                     process_batch_size=run_config.batch_size, seed=run_config.seed)
+
+
+def fit(workdir: str, run_config=None, **data_kwargs):
+  run_config = run_config or config()
+  optimizer = methods.make_optimizer(run_config.method, run_config.learning_rate)
+  return loop.fit(run_config, str(workdir), TASK, data(run_config, **data_kwargs), optimizer)
+
+
+def final_params(workdir: str, run_config=None) -> dict:
+  """The parameters of the newest checkpoint, read through ``loop.load_model``."""
+  model = loop.load_model(run_config or config(), str(workdir), TASK)
+  return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def _kill_during_save(step: int) -> None:
+  """Makes the process SIGKILL itself right after the save of ``step`` has started writing."""
+  save = checkpointing.Checkpointer.save
+
+  def save_then_die(self, at_step, **items):
+    save(self, at_step, **items)
+    if at_step == step:
+      os.kill(os.getpid(), signal.SIGKILL)
+
+  checkpointing.Checkpointer.save = save_then_die
+
+
+if __name__ == '__main__':
+  parser = argparse.ArgumentParser()
+  parser.add_argument('workdir')
+  parser.add_argument('--kill-at-save', type=int)
+  parser.add_argument('--resume', action='store_true')
+  args = parser.parse_args()
+  if args.kill_at_save is not None:
+    _kill_during_save(args.kill_at_save)
+  fit(args.workdir, config(resume=args.resume))
