@@ -272,7 +272,7 @@ class Checkpointer:
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices(f'checkpoint {step} set aside')
     self._manager.reload()
-    logging.warning('%s; moved it to %s, %s.', error, target, action)
+    logging.warning('%s; moved %s to %s, %s.', error, self.step_path(step), target, action)
 
   def close(self) -> None:
     """Finishes and verifies a save in flight, then releases the manager."""

@@ -207,6 +207,7 @@ def test_sigkill_during_a_save_then_resume_matches_the_uninterrupted_run(referen
   # The kill lands while step 9 is written: orbax's temporary directory is left behind.
   assert steps == [9, 6, 3] or (steps == [6, 3] and glob.glob(f'{workdir}/checkpoints/9.*tmp*'))
   history = tiny.fit(workdir, tiny.config(resume=True))
+  assert not glob.glob(f'{workdir}/checkpoints/*tmp*')  # The unfinished save is removed.
   assert _without_timing(history) == _without_timing(reference[1])
   chex.assert_trees_all_equal(final_state(workdir), final_state(reference[0]))
 
