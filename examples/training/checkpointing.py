@@ -176,7 +176,7 @@ class Checkpointer:
           bad += [f'{name}/{leaf}' for leaf in
                   _mismatches(checksums[name], _array_checksums(restored[name]))]
     except Exception as error:  # Orbax, TensorStore and JSON raise many kinds.
-      reason = ' '.join(str(error).split(' [tensorstore_spec=')[0].split())[:500]
+      reason = ' '.join(str(error).split(' [tensorstore_spec')[0].split())[:500]
       raise CheckpointError(f'{path} cannot be restored: {type(error).__name__}: {reason}') from error
     if bad:
       more = f' and {len(bad) - 5} more' if len(bad) > 5 else ''
