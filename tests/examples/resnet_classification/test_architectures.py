@@ -1,0 +1,313 @@
+"""The paper's other Table 1 architectures (DenseNet, MobileNetV2, VGG-16, Xception) and sweeps.
+
+Sizes are checked against the reference implementations' published parameter
+counts, built at their ImageNet configuration (stem, 1000 classes) with
+``nnx.eval_shape``, so no parameter is materialized. The smoke tests use tiny
+widths; the DenseNets still compile slowly (121 and 169 layers).
+"""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from examples.resnet_classification import input_pipeline
+from examples.resnet_classification import layers
+from examples.resnet_classification import models
+from examples.resnet_classification import train
+from examples.resnet_classification.configs import cifar10_table1
+from examples.resnet_classification.configs import digits_skip_study
+from examples.resnet_classification.configs import pcam_table2
+from examples.resnet_classification.configs import tiny
+from examples.resnet_classification.task import classification_metrics
+from examples.training import methods
+from examples.training import report
+from examples.training.sweep import RunResult
+from tests.examples.saved import final_state
+
+NEW_MODELS = tuple(models.ARCHITECTURES)
+TINY_WIDTH = {'densenet121': 2, 'densenet169': 2, 'mobilenetv2': 4, 'vgg16': 4, 'xception': 4}
+BN_MOMENTUM, BN_AXIS = 0.8, 'devices'
+
+REFERENCE_PARAMETERS = {
+    # torchvision 0.2x, `<Model>_Weights.IMAGENET1K_V1.meta['num_params']`, as published on
+    # https://pytorch.org/vision/stable/models/generated/torchvision.models.<name>.html
+    'densenet121': (7_978_856, 'torchvision densenet121'),
+    'densenet169': (14_149_480, 'torchvision densenet169'),
+    'mobilenetv2': (3_504_872, 'torchvision mobilenet_v2'),
+    'vgg16': (138_365_992, 'torchvision vgg16_bn'),
+    # Keras `keras.applications.Xception(weights=None).summary()`: "Total params: 22,910,480,
+    # Trainable params: 22,855,952, Non-trainable params: 54,528" (the last are BatchNorm moving
+    # means and variances, nnx BatchStat, which count_params leaves out).
+    'xception': (22_855_952, 'Keras Xception, trainable'),
+}
+
+# The only differences the small-image variants may have from the reference ones, at 1000
+# classes and 3 input channels: the parameters whose shapes change, and the count change.
+_VGG_IMAGENET_HEAD = 512 * 7 * 7 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1000 + 1000
+SMALL_IMAGE_DIFFERENCES = {
+    # 3x3 stem convolution instead of 7x7 (64 channels); stride 1 and no max-pool. DenseNet-169
+    # is built by the same code; building it twice more would cost half a minute.
+    'densenet121': ({('stem', 'conv', 'kernel')}, -(7 * 7 - 3 * 3) * 3 * 64),
+    # Stride-1 stem: same parameters.
+    'mobilenetv2': (set(), 0),
+    # Pooled 512 -> 1000 classifier instead of the 7x7 x 512 -> 4096 -> 4096 -> 1000 head.
+    'vgg16': ({('hidden', 0, 'kernel'), ('hidden', 0, 'bias'), ('hidden', 1, 'kernel'),
+               ('hidden', 1, 'bias'), ('classifier', 'kernel')},
+              512 * 1000 + 1000 - _VGG_IMAGENET_HEAD),
+    # Stride-1, padded stem: same parameters.
+    'xception': (set(), 0),
+}
+
+
+@functools.cache
+def _abstract(name, small_images):
+  """The full-size model with 1000 classes, as shapes only (cached: the DenseNets take seconds)."""
+  return nnx.eval_shape(lambda: models.ARCHITECTURES[name](
+      num_classes=1000, in_channels=3, small_images=small_images, bn_momentum=BN_MOMENTUM,
+      batch_norm_axis_name=BN_AXIS, rngs=nnx.Rngs(0)))
+
+
+def _param_shapes(model):
+  return {path: variable.shape for path, variable in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+
+
+@pytest.mark.parametrize('name', [
+    pytest.param(name, marks=pytest.mark.slow) if name == 'densenet169' else name
+    for name in NEW_MODELS
+])
+def test_parameter_count_matches_the_reference_implementation(name):
+  count, source = REFERENCE_PARAMETERS[name]
+  assert models.count_params(_abstract(name, small_images=False)) == count, source
+
+
+@pytest.mark.parametrize('name', SMALL_IMAGE_DIFFERENCES)
+def test_small_image_variant_differs_only_in_stem_or_head(name):
+  reference = _param_shapes(_abstract(name, small_images=False))
+  small = _param_shapes(_abstract(name, small_images=True))
+  changed = {path for path in reference.keys() | small.keys()
+             if reference.get(path) != small.get(path)}
+  expected_paths, expected_change = SMALL_IMAGE_DIFFERENCES[name]
+  assert changed == expected_paths
+  assert sum(np.prod(s) for s in small.values()) - sum(np.prod(s) for s in reference.values()) \
+      == expected_change
+
+
+@pytest.mark.parametrize('name, depth', [
+    # The name's number counts the weighted layers: convolutions and fully connected layers,
+    # not projection shortcuts; a separable convolution (depthwise + pointwise) counts once,
+    # which gives Chollet's "36 convolutional layers" for Xception.
+    ('densenet121', 121), ('densenet169', 169), ('vgg16', 16), ('xception', 36 + 1),
+])
+def test_depth_counts_the_weighted_layers(name, depth):
+  kernels = [path for path in _param_shapes(_abstract(name, small_images=False))
+             if path[-1] == 'kernel' and 'projection' not in path and 'depthwise' not in path]
+  assert len(kernels) == depth
+
+
+@pytest.mark.parametrize('name', NEW_MODELS)
+def test_every_batch_norm_follows_the_model_settings(name):
+  model = _abstract(name, small_images=False)
+  norms = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.BatchNorm)]
+  assert norms
+  assert {(m.momentum, m.axis_name) for m in norms} == {(BN_MOMENTUM, BN_AXIS)}
+
+
+def test_vgg_has_batch_norm_after_every_convolution():
+  model = _abstract('vgg16', small_images=True)
+  convs = [m for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Conv)]
+  assert len(convs) == 13
+  assert all(isinstance(block, layers.ConvBN) for stage in model.stages for block in stage)
+
+
+def test_adaptive_average_pool_uses_pytorch_windows():
+  x = np.arange(5 * 4, dtype=np.float32).reshape(1, 5, 4, 1)
+  # PyTorch's AdaptiveAvgPool2d(3) windows: rows [0, 2), [1, 4), [3, 5) of 5; columns
+  # [0, 2), [1, 3), [2, 4) of 4.
+  rows, columns = [(0, 2), (1, 4), (3, 5)], [(0, 2), (1, 3), (2, 4)]
+  expected = np.array([[x[0, r0:r1, c0:c1, 0].mean() for c0, c1 in columns] for r0, r1 in rows])
+  np.testing.assert_allclose(layers.adaptive_average_pool(x, 3)[0, ..., 0], expected, rtol=1e-6)
+  one_pixel = np.full((2, 1, 1, 3), 7.0, np.float32)
+  np.testing.assert_array_equal(layers.adaptive_average_pool(one_pixel, 7),
+                                np.full((2, 7, 7, 3), 7.0))
+
+
+def test_plain_names_build_cifar_resnets_without_shortcuts():
+  kwargs = {'num_classes': 10, 'in_channels': 1, 'width': 4}
+  plain = nnx.eval_shape(lambda: models.create('plain20', rngs=nnx.Rngs(0), **kwargs))
+  resnet = nnx.eval_shape(lambda: models.create('resnet20', skip_connections=False,
+                                                rngs=nnx.Rngs(0), **kwargs))
+  assert all(not block.skip_connection for block in plain.blocks)
+  assert _param_shapes(plain) == _param_shapes(resnet)
+
+
+@pytest.mark.parametrize('name', ['densenet121', 'vgg16'])
+def test_skip_connections_false_is_refused_outside_cifar_resnets(name):
+  with pytest.raises(ValueError, match='only supported by CIFAR ResNets'):
+    models.create(name, num_classes=10, in_channels=1, width=2, skip_connections=False,
+                  rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize('width', [0, -3])
+def test_bad_width_names_the_flag(width):
+  with pytest.raises(ValueError, match=f'--config.width={width} must be a positive integer'):
+    models.create('xception', num_classes=10, in_channels=1, width=width, rngs=nnx.Rngs(0))
+
+
+# Smoke tests at tiny widths.
+
+
+@functools.cache
+def _tiny(name):
+  """A tiny-width model for the digits (1 channel, 10 classes), initialized in one compiled call."""
+  return nnx.jit(lambda: models.create(name, num_classes=10, in_channels=1,
+                                       width=TINY_WIDTH[name], rngs=nnx.Rngs(0)))()
+
+
+@nnx.jit
+def _eval_logits(model, images):
+  model.eval()
+  return model(images)
+
+
+@nnx.jit
+def _train_loss_and_grads(model, batch):
+  model.train()
+
+  def loss_fn(model):
+    return classification_metrics(model(batch['image']), batch)[0]
+
+  return nnx.value_and_grad(loss_fn)(model)
+
+
+@jax.jit
+def _one_step_per_method(params, grads):
+  """The parameters after one step of each method (learning rate 1e-3) from ``params``."""
+  stepped = {}
+  for method in methods.METHODS:
+    optimizer = methods.make_optimizer(method, 1e-3)
+    updates, _ = optimizer.update(grads, optimizer.init(params), params)
+    stepped[method] = optax.apply_updates(params, updates)
+  return stepped
+
+
+@pytest.fixture(scope='module')
+def digits_batch():
+  config = tiny.get_config()
+  config.image_size = 16
+  config.batch_size = 32
+  batch = next(iter(input_pipeline.load(config, config.batch_size).source.train_batches(0)))
+  return {key: jnp.asarray(value) for key, value in batch.items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', NEW_MODELS)
+@pytest.mark.parametrize('size', [32, 16])
+def test_forward_pass(name, size):
+  images = jax.random.normal(jax.random.key(size), (2, size, size, 1))
+  logits = _eval_logits(_tiny(name), images)
+  assert logits.shape == (2, 10)
+  assert np.all(np.isfinite(logits))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', NEW_MODELS)
+def test_one_training_step_per_method_lowers_the_loss_on_digits(name, digits_batch):
+  model = _tiny(name)
+  loss, grads = _train_loss_and_grads(model, digits_batch)
+  params = nnx.state(model, nnx.Param)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  for method, stepped in _one_step_per_method(params, grads).items():
+    moved = nnx.clone(model)
+    nnx.update(moved, stepped)
+    new_loss, _ = _train_loss_and_grads(moved, digits_batch)
+    assert new_loss < loss, (method, float(new_loss), float(loss))
+
+
+@pytest.mark.slow
+def test_parallel_modes_train_vgg16_like_one_device(config, tmp_path):
+  assert len(jax.devices('cpu')) == 8
+  config.model, config.width, config.method = 'vgg16', 4, 'znorm'
+  config.num_epochs = 1
+  config.batch_size = 128  # 11 steps; 16 examples per device.
+  results = {}
+  for mode in ('none', 'sharded', 'pmap'):
+    config.parallel = mode
+    history = train.train_and_evaluate(config, str(tmp_path / mode))
+    results[mode] = ([[record['train_loss'], record['train_accuracy']] for record in history],
+                     _determined_by_the_loss(final_state(tmp_path / mode)))
+  reference_history, reference_state = results['none']
+  for mode in ('sharded', 'pmap'):
+    history, state = results[mode]
+    chex.assert_trees_all_close(state, reference_state, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(history, reference_history, rtol=1e-4, err_msg=mode)
+
+
+def _determined_by_the_loss(state):
+  """Leaves out VGG's convolution biases (and their moments) and BatchNorm's running statistics.
+
+  BatchNorm follows each convolution, so the biases' exact gradient is zero. What they get is
+  rounding noise, which ZNorm scales to unit variance, so they take steps that differ from mode
+  to mode; the running means track them, and with them the evaluation metrics. The training
+  loss, and so every other parameter, does not depend on them.
+  """
+
+  def keep(path, leaf):
+    name = jax.tree_util.keystr(path)
+    conv_bias = "['conv']" in name and name.endswith("['bias']")
+    running_statistic = name.endswith(("['mean']", "['var']"))
+    return None if conv_bias or running_statistic else leaf
+
+  return jax.tree_util.tree_map_with_path(keep, state)
+
+
+# The sweep configs.
+
+PAPER_TABLE1_MODELS = ('resnet56', 'resnet101', 'resnet152', 'densenet121', 'densenet169',
+                       'mobilenetv2', 'vgg16', 'xception')
+PAPER_METHODS = ('adam', 'gc', 'clip', 'wd1e-3', 'wd1e-4', 'znorm')  # The paper's row order.
+
+
+@pytest.mark.parametrize('config_module, dataset, models_, epochs', [
+    (cifar10_table1, 'cifar10', PAPER_TABLE1_MODELS, 100),
+    (pcam_table2, 'patch_camelyon', ('resnet56', 'resnet101', 'resnet152'), 50),
+])
+def test_paper_configs_sweep_the_papers_tables(config_module, dataset, models_, epochs):
+  config = config_module.get_config()
+  train.validate_config(config)  # Every model and method name is accepted.
+  assert config.dataset == dataset
+  assert tuple(config.sweep.models) == models_
+  assert tuple(config.sweep.methods) == PAPER_METHODS
+  assert len(config.sweep.seeds) >= 3
+  assert (config.num_epochs, config.batch_size, config.learning_rate) == (epochs, 256, 1e-3)
+  assert not config.augment and config.width is None  # As in the paper.
+  assert config.resume  # Rerunning continues the sweep and skips finished runs.
+
+
+def test_skip_study_config():
+  config = digits_skip_study.get_config()
+  train.validate_config(config)
+  assert config.dataset == 'digits'
+  assert {'resnet20', 'plain20', 'resnet56', 'plain56', 'vgg16'} <= set(config.sweep.models)
+  assert tuple(config.sweep.methods) == ('adam', 'znorm', 'gc')
+  assert len(set(config.sweep.seeds)) >= 5
+  assert config.skip_connections  # The plain<n> models drop the shortcuts, resnet<n> keep them.
+  assert config.resume
+
+
+def test_table1_report_has_the_papers_layout():
+  config = cifar10_table1.get_config()
+  results = [RunResult(model, method, seed, [{'test_accuracy': 0.5, 'train_loss': 0.1}])
+             for model in config.sweep.models for method in config.sweep.methods
+             for seed in config.sweep.seeds]
+  lines = report.markdown_table(results, train.TABLE_COLUMNS, config.dataset).splitlines()
+  assert lines[0] == '| Dataset | Model | Method | Test Accuracy | Train Loss | Seeds |'
+  rows = [line.split(' | ') for line in lines[2:]]
+  assert [(row[1], row[2]) for row in rows] == [
+      (model, methods.DESCRIPTIONS[method])
+      for model in PAPER_TABLE1_MODELS for method in PAPER_METHODS]
