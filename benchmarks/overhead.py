@@ -5,10 +5,14 @@ like a real model's. Two ways to time it (``--timing``):
 
 * ``device``: ``--steps`` steps run inside one jitted ``lax.fori_loop``, so
   host dispatch drops out and what is left is the device's work. The gradient
-  fed to step ``i`` is ``g * (1 + 1e-3 * i)``: it changes every iteration, so
-  XLA cannot hoist the statistics out of the loop, and the scaling fuses into
-  whatever reads ``g``, so it adds no memory traffic. ``--gradient=shifted``
-  feeds ``g + 1e-3 * params`` instead, as the measurements in issue 10 did.
+  buffer rides in the loop carry through ``lax.optimization_barrier``, so XLA
+  cannot tell that it is the same every iteration and hoist the statistics out
+  of the loop, and every step reads it from memory as it would read a fresh
+  gradient (``--gradient=barrier``). ``scaled`` feeds ``g * (1 + 1e-3 * i)``
+  and ``shifted`` ``g + 1e-3 * params``, as issue 10's table did; both change
+  the values, but a step that cannot fuse the arithmetic into its first read of
+  ``g`` (ZNorm's ``lax.cond`` cannot) writes the new gradient and reads it
+  back, two passes a real step does not make.
 * ``host``: one jitted step per Python call, ``--steps`` calls per round. On a
   CPU this is close to the device time; on a GPU it mostly measures dispatch
   of the step's ~600 buffers and every ratio lands near 1.
@@ -144,11 +148,23 @@ OPTIMIZERS = {
     ),
 }
 
+def _barrier(grads, params, i):
+  del params, i
+  grads = jax.lax.optimization_barrier(grads)
+  return grads, grads
+
+
 GRADIENTS = {
-    'scaled': lambda grads, params, i: jax.tree.map(lambda g: g * (1 + 1e-3 * i), grads),
-    'shifted': lambda grads, params, i: jax.tree.map(lambda g, p: g + 1e-3 * p, grads, params),
+    'barrier': _barrier,
+    'scaled': lambda grads, params, i: (jax.tree.map(lambda g: g * (1 + 1e-3 * i), grads), grads),
+    'shifted': lambda grads, params, i: (
+        jax.tree.map(lambda g, p: g + 1e-3 * p, grads, params), grads
+    ),
 }
-"""How the device loop makes step ``i``'s gradient from the fixed tree."""
+"""How the device loop makes step ``i``'s gradient: ``(grads, params, i) -> (gradient, carried)``.
+
+``carried`` goes to the next iteration in place of ``grads``.
+"""
 
 
 def step_fn(tx):
@@ -167,10 +183,12 @@ def looped_fn(tx, steps, gradient):
 
   def looped(params, state, grads):
     def body(i, carry):
-      params, state = carry
-      return step(params, state, GRADIENTS[gradient](grads, params, i.astype(jnp.float32)))
+      params, state, grads = carry
+      step_grads, grads = GRADIENTS[gradient](grads, params, i.astype(jnp.float32))
+      return (*step(params, state, step_grads), grads)
 
-    return jax.lax.fori_loop(0, steps, body, (params, state))
+    params, state, _ = jax.lax.fori_loop(0, steps, body, (params, state, grads))
+    return params, state
 
   return looped
 
@@ -193,7 +211,7 @@ def fresh_carry(tx, grads):
   return params, tx.init(params)
 
 
-def benchmark_tree(name, grads, *, timing, rounds, steps, gradient, compile_repeats,
+def benchmark_tree(name, grads, *, timing, rounds, steps, gradient='barrier', compile_repeats=1,
                    clock='wall'):
   """Times every optimizer on ``grads`` and prints the table."""
   now = CLOCKS[clock]
@@ -251,7 +269,7 @@ def main():
   parser.add_argument('--trees', default=','.join(TREES),
                       help=f'comma-separated subset of: {", ".join(TREES)}')
   parser.add_argument('--timing', default='device', choices=('device', 'host'))
-  parser.add_argument('--gradient', default='scaled', choices=tuple(GRADIENTS),
+  parser.add_argument('--gradient', default='barrier', choices=tuple(GRADIENTS),
                       help='device timing: how each step\'s gradient changes')
   parser.add_argument('--clock', default='wall', choices=tuple(CLOCKS),
                       help='cpu: process CPU time, steadier on a loaded CPU machine')

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Everything a GPU session checks, in one device call of about 6 minutes:
+#   1. device-timed optimizer steps on the three trees (overhead.py --timing=device),
+#   2. optimized HLO of the steps, kernel counts and bytes moved (step_hlo.py), with XLA's own
+#      dump of the znorm_adam step, tarred,
+#   3. the library's tests on the GPU (the slow ones left out),
+#   4. ResNet-56 training throughput, batch 256, steps looped in-jit (train_throughput.py).
+# Each part has its own time limit, so a slow one cannot starve the rest; all share one deadline
+# (BUDGET_S, default 360 s); each writes its output to $OUT (default ./gpu_out) as it goes.
+# Run from the repository root:
+#   bash benchmarks/gpu_check.sh
+# Needs jax, flax, optax, chex and pytest; nothing from the examples' data stack.
+set -u
+
+OUT=${OUT:-gpu_out}
+PYTHON=${PYTHON:-python3}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export TF_CPP_MIN_LOG_LEVEL=2
+
+# Parts share one deadline, so the whole script stays within BUDGET_S (default 360) seconds.
+DEADLINE=$((SECONDS + ${BUDGET_S:-360}))
+
+# part name, time limit in seconds, command...: output to $OUT/<name>.txt, a status line to stdout.
+# A part out of time gets SIGTERM (no traceback, whose jaxprs run to megabytes), or $SIGNAL.
+part() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((DEADLINE - SECONDS))
+  if ((left < 10)); then
+    echo "$name skipped: out of time" | tee -a "$OUT/summary.txt"
+    return
+  fi
+  ((limit > left)) && limit=$left
+  local start=$SECONDS
+  echo "=== $name (limit ${limit}s): $*"
+  timeout --signal="${SIGNAL:-TERM}" --kill-after=10 "$limit" "$@" >"$OUT/$name.txt" 2>&1
+  local rc=$?
+  echo "$name: exit $rc after $((SECONDS - start))s$( ((rc == 124)) && echo ', TIMED OUT')" \
+    | tee -a "$OUT/summary.txt"
+}
+
+: >"$OUT/summary.txt"
+part environment 20 "$PYTHON" -c '
+import jax, flax, optax, chex
+print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__,
+      "chex", chex.__version__)
+print(jax.devices())
+jax.print_environment_info()'
+
+# GPT-2 first: the issue's main target. 7 interleaved rounds per tree, steps per round per tree.
+part overhead_device 140 "$PYTHON" benchmarks/overhead.py --timing=device \
+  --trees=transformer,resnet56,resnet50
+
+part step_hlo 40 "$PYTHON" benchmarks/step_hlo.py --out="$OUT/hlo" --trees=resnet56,transformer \
+  --optimizers='adam;znorm_adam;chain(znorm, adam);chain(naive znorm, adam)'
+part xla_dump 25 env XLA_FLAGS="--xla_dump_to=$OUT/hlo/xla_dump_znorm_adam" \
+  "$PYTHON" benchmarks/step_hlo.py --out="$OUT/hlo" --trees=resnet56 --optimizers=znorm_adam
+[ -d "$OUT/hlo" ] && tar -czf "$OUT/hlo.tar.gz" -C "$OUT" hlo && rm -rf "$OUT/hlo"
+
+# The convergence test needs scikit-learn's digits, which the GPU image may lack.
+ignore=()
+"$PYTHON" -c 'import sklearn' 2>/dev/null || ignore=(--ignore=tests/znorm_optax/test_convergence.py)
+# SIGINT: pytest still prints what passed and failed.
+SIGNAL=INT part pytest 80 "$PYTHON" -m pytest tests/znorm_optax -q -x -m 'not slow' -p no:cacheprovider \
+  --durations=15 ${ignore[@]+"${ignore[@]}"}
+
+part train_throughput 90 "$PYTHON" benchmarks/train_throughput.py --batch_size=256 --rounds=6 \
+  --steps_per_round=40 --loop=device
+
+echo
+echo "=== results (full outputs in $OUT)"
+cat "$OUT/summary.txt"
+for name in overhead_device step_hlo train_throughput; do
+  echo "--- $name"
+  grep -v '^\s*$' "$OUT/$name.txt" | tail -n 40
+done
+echo "--- pytest"
+tail -n 25 "$OUT/pytest.txt"

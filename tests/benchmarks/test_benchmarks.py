@@ -1,0 +1,141 @@
+"""The benchmark scripts run, and their gradient trees have the layouts they claim.
+
+Smoke tests only: tiny settings, no assertions on timings.
+"""
+
+import math
+import sys
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+from flax import nnx
+
+from benchmarks import overhead
+from benchmarks import step_hlo
+from benchmarks import train_throughput
+from examples.resnet_classification import models
+
+
+def _shapes(tree):
+  return sorted(tuple(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def _size(tree):
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def test_resnet50_tree_matches_the_flax_resnet50():
+  grads = jax.eval_shape(overhead.resnet50_gradients, jax.random.key(0))
+  assert len(jax.tree.leaves(grads)) == 161
+  assert _size(grads) == 25_557_032  # torchvision's resnet50: same layout, same count.
+  # The examples' ResNet-50 is the same net except for its 3x3 small-image stem.
+  model = nnx.eval_shape(lambda: models.create(
+      'resnet50', num_classes=1000, in_channels=3, rngs=nnx.Rngs(0)))
+  example = _shapes(nnx.state(model, nnx.Param))
+  example[example.index((3, 3, 3, 64))] = (7, 7, 3, 64)
+  assert _shapes(grads) == sorted(example)
+
+
+def test_transformer_tree_is_gpt2_small():
+  grads = jax.eval_shape(overhead.transformer_gradients, jax.random.key(0))
+  assert len(jax.tree.leaves(grads)) == 148
+  assert _size(grads) == 124_439_808  # GPT-2 small, with the output layer tied to the embedding.
+
+
+def test_resnet56_tree_size():
+  grads = jax.eval_shape(overhead.resnet56_gradients, jax.random.key(0))
+  assert len(jax.tree.leaves(grads)) == 167
+  assert 0.85e6 < _size(grads) < 0.86e6
+
+
+def test_naive_znorm_normalizes_each_leaf():
+  grads = {'a': jnp.arange(6.0).reshape(2, 3), 'b': jnp.array([1.0, 3.0])}
+  updates, _ = overhead.naive_znorm().update(grads, None)
+  for leaf in jax.tree.leaves(updates):
+    assert abs(float(leaf.mean())) < 1e-6
+    assert abs(float(leaf.std()) - 1) < 1e-6
+
+
+def _tiny_tree():
+  return {'kernel': jnp.linspace(-1.0, 1.0, 48).reshape(4, 12), 'bias': jnp.arange(3.0)}
+
+
+@pytest.mark.parametrize('timing', ['device', 'host'])
+def test_overhead_prints_every_optimizer(timing, capsys):
+  overhead.benchmark_tree('tiny', _tiny_tree(), timing=timing, rounds=2, steps=2,
+                          compile_repeats=1)
+  out = capsys.readouterr().out
+  assert f'{timing} timing' in out
+  for label in overhead.OPTIMIZERS:
+    assert label in out
+
+
+@pytest.mark.parametrize('gradient', sorted(overhead.GRADIENTS))
+def test_device_loop_runs_every_step(gradient):
+  # SGD with learning rate 1 on a constant gradient: params drop by the sum of the gradients fed.
+  grads = {'w': jnp.full((3,), 2.0)}
+  params = {'w': jnp.zeros(3)}
+  tx = optax.sgd(1.0)
+  looped = jax.jit(overhead.looped_fn(tx, 4, gradient))
+  new_params, _ = looped(params, tx.init(params), grads)
+  if gradient == 'barrier':
+    expected = -2.0 * 4
+  elif gradient == 'scaled':
+    expected = -2.0 * sum(1 + 1e-3 * i for i in range(4))
+  else:  # g + 1e-3 * params, with params changing every step.
+    p = 0.0
+    for _ in range(4):
+      p -= 2.0 + 1e-3 * p
+    expected = p
+  assert jnp.allclose(new_params['w'], expected, rtol=1e-6)
+
+
+def _entry_work(looped, tx, grads):
+  params = jax.tree.map(jnp.ones_like, grads)
+  text = jax.jit(looped).lower(params, tx.init(params), grads).compile().as_text()
+  computations, entry = step_hlo._computations(text)
+  matches = (step_hlo._INSTRUCTION.match(line) for line in computations[entry])
+  return {m.group(1) for m in matches if m and m.group(1) not in step_hlo._NO_WORK}
+
+
+def test_device_loop_keeps_the_statistics_in_the_loop():
+  tx = overhead.OPTIMIZERS['chain(naive znorm, adam)']()
+  grads = _tiny_tree()
+  # The loop (and the copy of its counter) is all the entry computation runs.
+  assert _entry_work(overhead.looped_fn(tx, 3, 'barrier'), tx, grads) <= {'while', 'copy'}
+  # Without the barrier, XLA hoists work on the loop-invariant gradient out of the loop.
+  step = overhead.step_fn(tx)
+
+  def plain(params, state, grads):
+    return jax.lax.fori_loop(0, 3, lambda _, carry: step(*carry, grads), (params, state))
+
+  assert _entry_work(plain, tx, grads) - {'while', 'copy'}
+
+
+def test_step_hlo_counts_launches(tmp_path, monkeypatch, capsys):
+  # step_hlo imports overhead as a top-level module, as it does when run as a script.
+  monkeypatch.setattr(step_hlo.overhead, 'TREES', {'tiny': lambda key: _tiny_tree()})
+  monkeypatch.setattr(sys, 'argv', ['step_hlo.py', '--trees=tiny', f'--out={tmp_path}',
+                                    '--optimizers=adam;chain(znorm, adam)'])
+  step_hlo.main()
+  out = capsys.readouterr().out
+  assert 'adam' in out and 'chain(znorm, adam)' in out
+  hlo_files = sorted(path.name for path in tmp_path.iterdir())
+  assert hlo_files == ['tiny.adam.hlo.txt', 'tiny.chain_znorm_adam.hlo.txt']
+  launches = step_hlo.entry_launches((tmp_path / 'tiny.adam.hlo.txt').read_text())
+  assert launches['fusion'] >= 1
+  assert 'parameter' not in launches
+
+
+@pytest.mark.parametrize('loop', [pytest.param('device', marks=pytest.mark.slow), 'host'])
+def test_train_throughput_runs(loop, monkeypatch, capsys):
+  monkeypatch.setattr(sys, 'argv', [
+      'train_throughput.py', '--model=resnet8', '--width=2', '--batch_size=2',
+      '--image_size=8', '--rounds=2', '--steps_per_round=1', '--warmup_steps=0', f'--loop={loop}',
+  ])
+  train_throughput.main()
+  out = capsys.readouterr().out
+  assert f'{loop} loop' in out
+  assert 'ratio znorm / adam' in out
