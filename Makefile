@@ -27,7 +27,8 @@ docs: $(INSTALLED)
 	$(PYTHON) -m sphinx -W --keep-going -E -b html docs docs/_build/html
 
 bench: $(INSTALLED)
-	$(PYTHON) benchmarks/overhead.py
+	$(PYTHON) benchmarks/overhead.py --timing=device
+	$(PYTHON) benchmarks/overhead.py --timing=host
 	$(PYTHON) benchmarks/train_throughput.py
 
 clean:
