@@ -5,13 +5,16 @@ Two passes per leaf, accumulated in at least float32:
 1. ``offset = mean(x - shift)``, where ``shift`` is an element of the group, so
    a constant group has deviations of exactly zero and a group whose mean is
    far above its spread keeps its digits;
-2. ``mean((x - center)**2)`` about ``center = shift + offset``.
+2. ``mean(((x - shift) - offset)**2)``.
 
 When a result leaves float32's range (an exploding gradient whose squares
 overflow, squares that underflow, or ``x - shift`` itself overflowing) both
 passes are redone, under one ``lax.cond`` for the whole tree, on values scaled
 by a power of two per group. The moments then stay exact and finite for any
 finite input.
+
+Small whole-leaf groups of equal size are stacked and reduced together, so a
+tree of hundreds of biases and norm scales costs a few kernels, not hundreds.
 
 The reductions work on sharded leaves under ``jax.jit`` (Auto and Explicit
 mesh axes) and, with ``axis_name``, across the slices that ``shard_map`` or
@@ -27,6 +30,10 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
 from znorm_optax._leaves import AxisName
+
+# Whole-leaf groups up to this size are stacked with the others of their size
+# and reduced together.
+BATCHED_LEAF_SIZE = 4096
 
 
 def accumulation_dtype(dtype) -> jnp.dtype:
@@ -97,8 +104,8 @@ def tree_moments(
     One :class:`Moments` per leaf. Empty groups have NaN moments.
   """
   xs = [leaf.astype(accumulation_dtype(leaf.dtype)) for leaf in leaves]
-  live = [i for i, x in enumerate(xs) if x.size]
-  live_xs, live_axes = [xs[i] for i in live], [axes[i] for i in live]
+  blocks = _blocks(xs, axes, axis_name)
+  live_xs, live_axes = [b.values for b in blocks], [b.axes for b in blocks]
   plain = _scaled_moments(live_xs, live_axes, None, axis_name, with_std)
   unit = [jnp.ones_like(shift) for shift in plain[0]]
 
@@ -115,9 +122,48 @@ def tree_moments(
   results = [_empty_moments(x, a) for x, a in zip(xs, axes)]
   if not with_std:
     mean_squares = [jnp.full_like(offset, jnp.nan) for offset in offsets]
-  for i, scale, shift, offset, ms in zip(live, scales, shifts, offsets, mean_squares):
-    results[i] = Moments(scale, shift, offset, _safe_sqrt(ms))
+  for block, *fields in zip(blocks, scales, shifts, offsets, mean_squares):
+    stats = Moments(*fields[:3], _safe_sqrt(fields[3]))
+    if not block.stacked:
+      results[block.leaves[0]] = stats
+      continue
+    for row, index in enumerate(block.leaves):
+      shape = (1,) * xs[index].ndim
+      results[index] = Moments(*(field[row].reshape(shape) for field in stats))
   return results
+
+
+class _Block(NamedTuple):
+  """Values whose groups are reduced together: one leaf, or equal-sized small leaves as rows."""
+
+  values: jax.Array
+  axes: tuple[int, ...]
+  leaves: list[int]  # The leaf of the block, or of each of its rows.
+  stacked: bool
+
+
+def _blocks(xs, axes, axis_name) -> list[_Block]:
+  """Every non-empty leaf as a block, with small whole-leaf groups of one size stacked.
+
+  Hundreds of tiny reductions (biases, norm scales) cost far more in kernel
+  launches than in arithmetic; stacked, a size costs a few kernels.
+  """
+  blocks, buckets = [], {}
+  for index, (x, a) in enumerate(zip(xs, axes)):
+    if not x.size:
+      continue
+    if (len(a) == x.ndim and x.size <= BATCHED_LEAF_SIZE and axis_name is None
+        and not _is_sharded_explicitly(x)):
+      buckets.setdefault((x.size, x.dtype), []).append(index)
+    else:
+      blocks.append(_Block(x, a, [index], stacked=False))
+  for indices in buckets.values():
+    if len(indices) == 1:
+      blocks.append(_Block(xs[indices[0]], axes[indices[0]], indices, stacked=False))
+    else:
+      rows = jnp.stack([xs[i].reshape(-1) for i in indices])
+      blocks.append(_Block(rows, (1,), indices, stacked=True))
+  return blocks
 
 
 def _scaled_moments(xs, axes, scales, axis_name, with_std):
@@ -209,6 +255,11 @@ def _explicit_spec(x) -> tuple | None:
     return None
   spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
   return spec
+
+
+def _is_sharded_explicitly(x) -> bool:
+  spec = _explicit_spec(x)
+  return spec is not None and any(s is not None for s in spec)
 
 
 def _kept_shape(x, axes):
