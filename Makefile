@@ -17,7 +17,7 @@ demo: $(INSTALLED)
 	  --config=examples/resnet_classification/configs/demo.py --workdir=runs/demo
 
 test: $(INSTALLED)
-	$(PYTHON) -m pytest -n $(PYTEST_WORKERS)
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15
 
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check znorm_optax examples tests benchmarks notebooks
