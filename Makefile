@@ -13,8 +13,8 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
-	$(PYTHON) -m examples.resnet_classification.main \
-	  --config=examples/resnet_classification/configs/demo.py --workdir=runs/demo
+	$(PYTHON) -m examples.image_classification.main \
+	  --config=examples/image_classification/configs/demo.py --workdir=runs/demo
 
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15

@@ -1,7 +1,7 @@
 """Training throughput of a ResNet with ZNorm versus plain Adam, in images per second.
 
 Whole train steps (forward, backward, optimizer update, BatchNorm statistics)
-of the ResNet classification example are timed in interleaved rounds in one
+of the image classification example are timed in interleaved rounds in one
 process, alternating which method goes first, so machine load hits both
 alike. ``--loop=device`` (the default on accelerators) runs a round's
 ``--steps_per_round`` steps inside one jitted ``lax.fori_loop``, so the figure
@@ -37,7 +37,7 @@ from flax import nnx
 
 # `python benchmarks/train_throughput.py` puts benchmarks/ on the path; the examples live beside it.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from examples.resnet_classification.task import classification_task
+from examples.image_classification.task import classification_task
 from examples.training import methods
 from examples.training import parallel
 from examples.training import steps

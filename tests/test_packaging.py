@@ -26,7 +26,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from examples.resnet_classification.configs import default as resnet_default
+from examples.image_classification.configs import default as resnet_default
 from examples.unet_segmentation.configs import default as unet_default
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def test_colab_setup_installs_no_second_tensorflow(path, colab_like_python, tmp_
 
 @pytest.mark.parametrize('module_name', TFDS_MODULES)
 @pytest.mark.parametrize('example, get_config, dataset', [
-    ('resnet_classification', resnet_default.get_config, 'cifar10'),
+    ('image_classification', resnet_default.get_config, 'cifar10'),
     ('unet_segmentation', unet_default.get_config, 'oxford_iiit_pet'),
 ])
 def test_tfds_dataset_without_the_extra_names_it(monkeypatch, example, get_config, dataset,
@@ -159,7 +159,7 @@ def test_tfds_dataset_without_the_extra_names_it(monkeypatch, example, get_confi
   config = get_config()
   config.dataset = dataset
   with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
-    if example == 'resnet_classification':
+    if example == 'image_classification':
       input_pipeline.load(config, process_batch_size=8)
     else:
       input_pipeline.load(config)
@@ -169,9 +169,9 @@ def test_tfds_dataset_without_the_extra_names_it(monkeypatch, example, get_confi
 
 
 def test_other_missing_modules_are_not_blamed_on_the_extra(monkeypatch):
-  package = importlib.import_module('examples.resnet_classification')
-  input_pipeline = importlib.import_module('examples.resnet_classification.input_pipeline')
-  monkeypatch.delitem(sys.modules, 'examples.resnet_classification.tfds_data', raising=False)
+  package = importlib.import_module('examples.image_classification')
+  input_pipeline = importlib.import_module('examples.image_classification.input_pipeline')
+  monkeypatch.delitem(sys.modules, 'examples.image_classification.tfds_data', raising=False)
   monkeypatch.delattr(package, 'tfds_data', raising=False)
   monkeypatch.setitem(sys.modules, 'ml_collections', None)
   config = resnet_default.get_config()

@@ -15,7 +15,7 @@ from flax import nnx
 from benchmarks import overhead
 from benchmarks import step_hlo
 from benchmarks import train_throughput
-from examples.resnet_classification import models
+from examples.image_classification import models
 
 
 def _shapes(tree):

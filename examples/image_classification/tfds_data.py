@@ -7,10 +7,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from examples.resnet_classification.input_pipeline import Dataset
-from examples.resnet_classification.input_pipeline import DatasetUnavailableError
-from examples.resnet_classification.input_pipeline import augment
-from examples.resnet_classification.input_pipeline import channel_statistics
+from examples.image_classification.input_pipeline import Dataset
+from examples.image_classification.input_pipeline import DatasetUnavailableError
+from examples.image_classification.input_pipeline import augment
+from examples.image_classification.input_pipeline import channel_statistics
 from examples.training import distributed
 from examples.training.data import NumpyBatch
 from examples.training.data import pad_batch

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from examples.resnet_classification import input_pipeline
-from examples.resnet_classification import train
+from examples.image_classification import input_pipeline
+from examples.image_classification import train
 
 
 @pytest.mark.parametrize('dataset, image_shape, num_classes',

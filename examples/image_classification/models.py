@@ -12,10 +12,10 @@ import functools
 import jax
 from flax import nnx
 
-from examples.resnet_classification import densenet
-from examples.resnet_classification import mobilenet
-from examples.resnet_classification import vgg
-from examples.resnet_classification import xception
+from examples.image_classification import densenet
+from examples.image_classification import mobilenet
+from examples.image_classification import vgg
+from examples.image_classification import xception
 
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)
 BOTTLENECK_STAGES = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}

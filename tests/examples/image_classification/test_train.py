@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from examples.resnet_classification import input_pipeline
-from examples.resnet_classification import train
+from examples.image_classification import input_pipeline
+from examples.image_classification import train
 from examples.training import loop
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps

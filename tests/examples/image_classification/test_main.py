@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from examples.resnet_classification import train
+from examples.image_classification import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -36,8 +36,8 @@ def test_sweep_methods_are_validated(config):
 
 def _main(tmp_path, *flags):
   return subprocess.run(
-      [sys.executable, '-m', 'examples.resnet_classification.main',
-       '--config=examples/resnet_classification/configs/tiny.py', f'--workdir={tmp_path}/run',
+      [sys.executable, '-m', 'examples.image_classification.main',
+       '--config=examples/image_classification/configs/tiny.py', f'--workdir={tmp_path}/run',
        f'--config.data_dir={tmp_path}/tfds', *flags],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False,
   )

@@ -16,15 +16,15 @@ import optax
 import pytest
 from flax import nnx
 
-from examples.resnet_classification import input_pipeline
-from examples.resnet_classification import layers
-from examples.resnet_classification import models
-from examples.resnet_classification import train
-from examples.resnet_classification.configs import cifar10_table1
-from examples.resnet_classification.configs import digits_skip_study
-from examples.resnet_classification.configs import pcam_table2
-from examples.resnet_classification.configs import tiny
-from examples.resnet_classification.task import classification_metrics
+from examples.image_classification import input_pipeline
+from examples.image_classification import layers
+from examples.image_classification import models
+from examples.image_classification import train
+from examples.image_classification.configs import cifar10_table1
+from examples.image_classification.configs import digits_skip_study
+from examples.image_classification.configs import pcam_table2
+from examples.image_classification.configs import tiny
+from examples.image_classification.task import classification_metrics
 from examples.training import methods
 from examples.training import report
 from examples.training.sweep import RunResult

@@ -32,8 +32,8 @@ def _start(workdir, *flags, devices_per_process: int):
   env['JAX_PLATFORMS'] = 'cpu'
   env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices_per_process}'
   return subprocess.Popen(
-      [sys.executable, '-m', 'examples.resnet_classification.main',
-       '--config=examples/resnet_classification/configs/tiny.py', f'--workdir={workdir}',
+      [sys.executable, '-m', 'examples.image_classification.main',
+       '--config=examples/image_classification/configs/tiny.py', f'--workdir={workdir}',
        '--config.num_epochs=1', '--config.parallel=sharded', '--config.platform=cpu',
        '--config.compilation_cache=False', *flags],
       cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

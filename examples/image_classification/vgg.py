@@ -18,7 +18,7 @@ The pools pad like ``'SAME'``: the same as torchvision's for even sizes, and a
 import jax
 from flax import nnx
 
-from examples.resnet_classification import layers
+from examples.image_classification import layers
 
 STAGES = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
 """Configuration D: output channels of each stage's convolutions."""

@@ -3,8 +3,8 @@
 Needs the prepared tfds dataset (``tfds build patch_camelyon`` or ``--config.download=True``).
 """
 
-from examples.resnet_classification.configs import cifar10_table1
-from examples.resnet_classification.configs import default
+from examples.image_classification.configs import cifar10_table1
+from examples.image_classification.configs import default
 
 MODELS = ('resnet56', 'resnet101', 'resnet152')
 

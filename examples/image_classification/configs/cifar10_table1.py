@@ -6,7 +6,7 @@ in the paper's row order. Needs the prepared tfds dataset (``tfds build
 cifar10`` or ``--config.download=True``).
 """
 
-from examples.resnet_classification.configs import default
+from examples.image_classification.configs import default
 
 MODELS = ('resnet56', 'resnet101', 'resnet152', 'densenet121', 'densenet169', 'mobilenetv2',
           'vgg16', 'xception')

@@ -1,10 +1,10 @@
-"""Fixtures for the ResNet classification tests."""
+"""Fixtures for the image classification tests."""
 
 import jax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 
-from examples.resnet_classification.configs import tiny
+from examples.image_classification.configs import tiny
 
 
 @pytest.fixture(scope='session', autouse=True)

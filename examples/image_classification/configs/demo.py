@@ -3,7 +3,7 @@
 scikit-learn digits (16x16), a narrow ResNet-20, adam / znorm / gc / clip, three seeds.
 """
 
-from examples.resnet_classification.configs import default
+from examples.image_classification.configs import default
 
 
 def get_config():

@@ -110,7 +110,7 @@ def load(config: ml_collections.ConfigDict, process_batch_size: int) -> Dataset:
     return load_digits(config, process_batch_size)
   # Imported here so that digits runs start without TensorFlow.
   try:
-    from examples.resnet_classification import tfds_data
+    from examples.image_classification import tfds_data
   except ModuleNotFoundError as error:
     if (error.name or '').partition('.')[0] not in TFDS_MODULES:
       raise

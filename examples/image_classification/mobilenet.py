@@ -14,7 +14,7 @@ trains without dropout). The default small-image stem has stride 1 instead of
 import jax
 from flax import nnx
 
-from examples.resnet_classification import layers
+from examples.image_classification import layers
 
 STEM_FEATURES = 32
 LAST_FEATURES = 1280

@@ -21,7 +21,7 @@ for at least 71x71).
 import jax
 from flax import nnx
 
-from examples.resnet_classification import layers
+from examples.image_classification import layers
 
 STEM_FEATURES = (32, 64)
 ENTRY_FEATURES = (128, 256, 728)

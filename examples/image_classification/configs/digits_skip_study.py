@@ -9,7 +9,7 @@ method on a 2-core CPU. The settings were fixed by the 30-minute budget before
 any result was seen; none was tuned on the results.
 """
 
-from examples.resnet_classification.configs import default
+from examples.image_classification.configs import default
 
 
 def get_config():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from examples.resnet_classification import models
+from examples.image_classification import models
 
 
 def _abstract(name, **kwargs):

@@ -1,7 +1,7 @@
 """Trains a ResNet classifier, or runs the paper's sweep when ``config.sweep.methods`` is set.
 
-  python -m examples.resnet_classification.main \\
-      --config=examples/resnet_classification/configs/demo.py --workdir=runs/demo
+  python -m examples.image_classification.main \\
+      --config=examples/image_classification/configs/demo.py --workdir=runs/demo
 
 Any config field can be overridden, e.g. ``--config.dataset=cifar10
 --config.data_dir=~/tensorflow_datasets`` or ``--config.parallel=pmap``.
@@ -14,8 +14,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # tf.data only; hide TensorF
 import jax
 import ml_collections
 
-from examples.resnet_classification import input_pipeline
-from examples.resnet_classification import train
+from examples.image_classification import input_pipeline
+from examples.image_classification import train
 from examples.training import cli
 from examples.training import validation
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from examples.resnet_classification import layers
+from examples.image_classification import layers
 
 BLOCKS = {121: (6, 12, 24, 16), 169: (6, 12, 32, 32)}
 """Depth -> dense layers per block."""

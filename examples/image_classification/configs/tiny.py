@@ -1,6 +1,6 @@
 """A seconds-long run for tests: a 4-channel ResNet-8 on digits."""
 
-from examples.resnet_classification.configs import default
+from examples.image_classification.configs import default
 
 
 def get_config():

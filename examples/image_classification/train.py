@@ -8,9 +8,9 @@ from typing import Any
 
 import ml_collections
 
-from examples.resnet_classification import input_pipeline
-from examples.resnet_classification import models
-from examples.resnet_classification.task import classification_task
+from examples.image_classification import input_pipeline
+from examples.image_classification import models
+from examples.image_classification.task import classification_task
 from examples.training import distributed
 from examples.training import loop
 from examples.training import methods

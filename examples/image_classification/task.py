@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from examples.resnet_classification import models
+from examples.image_classification import models
 from examples.training.task import MASK
 from examples.training.task import Batch
 from examples.training.task import Metrics

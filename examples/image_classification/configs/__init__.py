@@ -1,0 +1,1 @@
+"""Configs for the image classification example (ml_collections ``get_config()``)."""

@@ -1,1 +1,0 @@
-"""Configs for the ResNet classification example (ml_collections ``get_config()``)."""
