@@ -1,0 +1,42 @@
+"""Defaults of every setting the training core reads; each example's config extends them."""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The core's settings, checked by :func:`examples.training.validation.validate`."""
+  config = ml_collections.ConfigDict()
+
+  # The run: one model, method and seed (a sweep sets them per run).
+  config.model = ''
+  config.method = 'adam'  # adam, znorm, gc, clip, wd1e-3, wd1e-4.
+  config.seed = 0
+
+  # Optimization.
+  config.learning_rate = 1e-3
+  config.batch_size = 256  # Global, over all devices and processes.
+  config.num_epochs = 100
+
+  # Execution.
+  config.parallel = 'sharded'  # 'sharded' (jit over a device mesh), 'pmap' or 'none'.
+  config.platform = ''  # Train on this JAX platform's devices ('cpu', 'gpu', 'tpu'); '': JAX's default.
+  config.on_nonfinite = 'stop'  # A NaN/Inf loss, gradient or update: 'stop' the run or 'skip' the step.
+  config.max_nonfinite_steps = 10  # 'skip': stop after this many non-finite steps in a row.
+  config.log_every_steps = 50
+  config.log_gradient_statistics = False  # Per-leaf gradient norm and std at log intervals.
+  config.checkpoint_every_steps = 1000
+  config.resume = False
+  config.progress_bar = True
+
+  # Multi-host: set all three on every process (jax.distributed.initialize).
+  config.coordinator_address = ''  # host:port of process 0.
+  config.num_processes = 1
+  config.process_id = 0
+
+  # Sweep: when methods is non-empty, main runs models x methods x seeds
+  # (empty models/seeds mean config.model / config.seed) and writes the table.
+  config.sweep = ml_collections.ConfigDict()
+  config.sweep.models = ()
+  config.sweep.methods = ()
+  config.sweep.seeds = ()
+  return config
