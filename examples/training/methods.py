@@ -6,6 +6,7 @@ examples build their optimizer through :func:`make_optimizer`.
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import optax
 
@@ -16,13 +17,6 @@ LearningRate = float | optax.Schedule
 _CLIP_THRESHOLD = 0.1  # The paper clips elementwise at 0.1.
 
 
-def _adam_after(gradient_transform: optax.GradientTransformation):
-  def make(learning_rate: LearningRate) -> optax.GradientTransformation:
-    return optax.chain(gradient_transform, optax.adam(learning_rate))
-
-  return make
-
-
 def _adamw(weight_decay: float):
   def make(learning_rate: LearningRate) -> optax.GradientTransformation:
     return optax.adamw(learning_rate, weight_decay=weight_decay)
@@ -30,15 +24,24 @@ def _adamw(weight_decay: float):
   return make
 
 
-METHODS: dict[str, Callable[[LearningRate], optax.GradientTransformation]] = {
-    'adam': optax.adam,
-    'znorm': _adam_after(znorm_optax.znorm()),
-    'gc': _adam_after(znorm_optax.centralize()),
-    'clip': _adam_after(optax.clip(_CLIP_THRESHOLD)),
-    'wd1e-3': _adamw(1e-3),
-    'wd1e-4': _adamw(1e-4),
+class Method(NamedTuple):
+  """A method: a change to the gradient, then Adam (or AdamW)."""
+
+  gradient_transform: optax.GradientTransformation | None
+  """Applied to the raw gradient before Adam's moments; ``None``: the gradient as it is."""
+  adam: Callable[[LearningRate], optax.GradientTransformation]
+  """Factory of the Adam-type optimizer that follows, from a learning rate."""
+
+
+METHODS: dict[str, Method] = {
+    'adam': Method(None, optax.adam),
+    'znorm': Method(znorm_optax.znorm(), optax.adam),
+    'gc': Method(znorm_optax.centralize(), optax.adam),
+    'clip': Method(optax.clip(_CLIP_THRESHOLD), optax.adam),
+    'wd1e-3': Method(None, _adamw(1e-3)),
+    'wd1e-4': Method(None, _adamw(1e-4)),
 }
-"""Method name -> factory taking a learning rate (float or optax schedule)."""
+"""Method name -> its :class:`Method`."""
 
 DESCRIPTIONS = {
     'adam': 'Baseline (Adam)',
@@ -75,4 +78,30 @@ def make_optimizer(name: str, learning_rate: LearningRate) -> optax.GradientTran
   Raises:
     ValueError: if ``name`` is not a registered method; the message lists them.
   """
-  return METHODS[check_method(name)](learning_rate)
+  method = METHODS[check_method(name)]
+  optimizer = method.adam(learning_rate)
+  if method.gradient_transform is None:
+    return optimizer
+  return optax.chain(method.gradient_transform, optimizer)
+
+
+def gradient_transform(name: str) -> optax.GradientTransformation:
+  """What a named method does to the gradient before Adam's moments.
+
+  It is the first part of :func:`make_optimizer`'s chain, stateless, so the
+  gradient it feeds to Adam can be recomputed, e.g. for
+  ``--config.log_gradient_statistics``.
+
+  Args:
+    name: one of :data:`METHODS`.
+
+  Returns:
+    :func:`znorm_optax.znorm`, :func:`znorm_optax.centralize` or
+    ``optax.clip(0.1)``; ``optax.identity()`` for ``adam`` and the AdamW
+    methods, whose weight decay acts on the update, not on the gradient.
+
+  Raises:
+    ValueError: if ``name`` is not a registered method; the message lists them.
+  """
+  transform = METHODS[check_method(name)].gradient_transform
+  return optax.identity() if transform is None else transform
