@@ -6,6 +6,7 @@ import optax
 
 from znorm_optax import _leaves
 from znorm_optax import _moments
+from znorm_optax import _pallas
 
 
 def znorm(
@@ -121,15 +122,28 @@ def znorm(
         i for i, (g, size) in enumerate(zip(leaves, sizes))
         if g.size > 0 and (static_min_size is None or size >= static_min_size)
     ]
-    stats = _moments.tree_moments(
-        [leaves[i] for i in normalized], [axes[i] for i in normalized],
-        eps=eps, axis_name=axis_name)
-    for i, moments in zip(normalized, stats):
+    outputs = _standardized(leaves, axes, normalized, eps, axis_name)
+    for i in normalized:
       g = leaves[i]
-      output = moments.standardized(g, eps).astype(g.dtype)
+      output = outputs[i].astype(g.dtype)
       leaves[i] = output if static_min_size is not None else jnp.where(
           sizes[i] >= min_size, output, g)
     return jax.tree.unflatten(treedef, leaves), state
 
   tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
   return tx if mask is None else optax.masked(tx, mask)
+
+
+def _standardized(leaves, axes, indices, eps, axis_name) -> dict[int, jax.Array]:
+  """Eq. 1 of each leaf in `indices`, by index: Pallas kernels where selected and supported."""
+  pallas = _pallas.kernels() != 'xla'
+  fast = [i for i in indices if pallas and _pallas.supports(leaves[i], axes[i], axis_name)]
+  rest = [i for i in indices if i not in fast]
+  outputs = {}
+  if fast:
+    outputs.update(zip(fast, _pallas.standardized([leaves[i] for i in fast], eps)))
+  if rest:
+    stats = _moments.tree_moments(
+        [leaves[i] for i in rest], [axes[i] for i in rest], eps=eps, axis_name=axis_name)
+    outputs.update((i, m.standardized(leaves[i], eps)) for i, m in zip(rest, stats))
+  return outputs
