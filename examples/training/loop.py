@@ -14,9 +14,12 @@ from absl import logging
 from flax import nnx
 
 from examples.training import checkpointing
+from examples.training import gradient_log
+from examples.training import methods
 from examples.training import metrics_log
 from examples.training import parallel
 from examples.training import steps
+from examples.training import tensorboard_log
 from examples.training import validation
 from examples.training.task import DataSource
 from examples.training.task import Metrics
@@ -29,7 +32,7 @@ EVAL_PREFIX = 'test_'
 RESUMABLE_KEYS = (
     'num_epochs', 'resume', 'log_every_steps', 'checkpoint_every_steps', 'progress_bar',
     'parallel', 'platform', 'on_nonfinite', 'max_nonfinite_steps', 'coordinator_address',
-    'num_processes', 'process_id',
+    'num_processes', 'process_id', 'log_gradient_statistics',
 )
 """Config fields a resumed run may change; every other field must equal the checkpoint's."""
 
@@ -117,15 +120,21 @@ def _initial_state(config, task: Task, optimizer, axis_name: str | None):
 class _Run:
   """One training run's placed state, compiled steps and bookkeeping."""
 
-  def __init__(self, config, workdir, task, data, optimizer, resumable_keys):
+  def __init__(self, config, workdir, task, data, optimizer, resumable_keys, gradient_transform):
     self.config, self.data = config, data
     self.data_parallel = parallel.make(config.parallel, config.platform)
     axis_name = self.data_parallel.batch_norm_axis_name
     graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
+    self.gradient_statistics = None
+    if config.log_gradient_statistics:
+      self.gradient_statistics = gradient_log.StepStatistics(
+          gradient_transform or methods.gradient_transform(config.method),
+          config.log_every_steps, _pure(nnx.filter_state(host_state[0], nnx.Param)))
     skip = config.on_nonfinite == 'skip'
     self.train_step = self.data_parallel.compile(
         steps.train_step(task, graphdef, axis_name, skip_nonfinite=skip,
-                         max_consecutive=config.max_nonfinite_steps if skip else 1),
+                         max_consecutive=config.max_nonfinite_steps if skip else 1,
+                         gradient_statistics=self.gradient_statistics),
         donate_argnums=(0,),
     )
     self.eval_step = self.data_parallel.compile(
@@ -148,8 +157,18 @@ class _Run:
     if saved_steps:
       self._restore(host_state, resumable_keys)
     self.log.rewrite(self.history)
+    self.gradient_log = gradient_log.GradientStatisticsLog(workdir)
+    self.gradient_log.start(self.step)
     self.state = self.data_parallel.put_state(host_state)
     self.health = self.data_parallel.put_state(steps.initial_health(self.step))
+    # Last: nothing after it raises, so fit's clean-up always closes it.
+    self.tensorboard = tensorboard_log.TensorBoardLog(
+        workdir, start_step=self.step, config_json=self.config_json)
+
+  def close(self) -> None:
+    """Flushes and closes the event files, and finishes a save in flight."""
+    self.tensorboard.close()
+    self.checkpointer.close()
 
   def _restore(self, host_state, resumable_keys) -> None:
     """Loads the newest intact checkpoint into ``host_state`` and the bookkeeping."""
@@ -231,27 +250,48 @@ class _Run:
         total=steps_per_epoch, initial=first, unit='step', leave=False, disable=not show,
         desc=f'{config.method} seed {config.seed} epoch {epoch + 1}/{config.num_epochs}',
     )
-    start = interval_start = time.perf_counter()
+    self._start_interval()
+    start = time.perf_counter()
     for in_epoch, batch in enumerate(self.data.train_batches(epoch, first), first + 1):
-      (self.state, self.health), batch_sums = self.train_step(
+      (self.state, self.health), outputs = self.train_step(
           (self.state, self.health), self.data_parallel.put_batch(batch))
+      batch_sums, statistics = outputs if self.gradient_statistics else (outputs, None)
       self.train_sums = steps.accumulate(self.train_sums, batch_sums)
       self.step += 1
       progress.update()
-      if (in_epoch - first) % config.log_every_steps == 0:
-        self.check_finite()  # Syncs with the device, once per interval.
-        if show:
-          running = _epoch_means(self.data_parallel.get_state(self.train_sums), '')
-          now = time.perf_counter()
-          images = config.log_every_steps * config.batch_size
-          progress.set_postfix(loss=f'{running["loss"]:.4f}',
-                               images_per_s=f'{images / (now - interval_start):.0f}')
-          interval_start = now
+      if self.step % config.log_every_steps == 0:
+        self._log_interval(statistics, progress)
       if in_epoch < steps_per_epoch:  # Epoch ends are saved after their evaluation.
         self.save()
     self.check_finite()
     progress.close()
     return (steps_per_epoch - first) * config.batch_size / (time.perf_counter() - start)
+
+  def _start_interval(self) -> None:
+    sums = self.train_sums
+    self._interval_sums = None if sums is None else self.data_parallel.get_state(sums)
+    self._interval_step, self._interval_time = self.step, time.perf_counter()
+
+  def _log_interval(self, statistics, progress: tqdm.tqdm) -> None:
+    """Logs the interval that ends at this step; the loop's one wait for the device in it."""
+    if statistics is not None:
+      # Written before the finiteness check, so that a stopped run shows which leaves went bad.
+      statistics = self.data_parallel.get_state(statistics)
+      self.gradient_log.write(
+          gradient_log.record(self.step, self.gradient_statistics.names, statistics))
+      self.tensorboard.gradient_statistics(self.step, self.gradient_statistics.names, statistics)
+    self.check_finite()
+    sums = self.data_parallel.get_state(self.train_sums)
+    interval_sums = sums if self._interval_sums is None else {
+        name: value - self._interval_sums[name] for name, value in sums.items()}
+    now = time.perf_counter()
+    record = _epoch_means(interval_sums, TRAIN_PREFIX)
+    record[TRAIN_PREFIX + 'images_per_second'] = (
+        (self.step - self._interval_step) * self.config.batch_size / (now - self._interval_time))
+    self.tensorboard.scalars('interval', record, self.step)
+    progress.set_postfix(loss=f'{record[TRAIN_PREFIX + "loss"]:.4f}',
+                         images_per_s=f'{record[TRAIN_PREFIX + "images_per_second"]:.0f}')
+    self._interval_sums, self._interval_step, self._interval_time = sums, self.step, now
 
   def evaluate(self) -> Metrics:
     eval_sums = None
@@ -270,6 +310,9 @@ class _Run:
     }
     self.history.append(record)
     self.log.write(record)
+    self.tensorboard.scalars(
+        'epoch', {k: v for k, v in record.items() if k not in ('epoch', 'step')}, self.step)
+    self.tensorboard.flush()
     if self.config.progress_bar and jax.process_index() == 0:
       summary = ', '.join(f'{k} {v:.4g}' for k, v in record.items() if k not in ('epoch', 'step'))
       tqdm.tqdm.write(f'{self.config.method} seed {self.config.seed} epoch {epoch + 1}: {summary}')
@@ -285,6 +328,7 @@ def fit(
     optimizer: optax.GradientTransformation,
     *,
     resumable_keys: Iterable[str] = (),
+    gradient_transform: optax.GradientTransformation | None = None,
 ) -> list[dict[str, Any]]:
   """Trains ``task``'s model on ``data`` and evaluates it after every epoch.
 
@@ -295,21 +339,36 @@ def fit(
   the state unchanged, are counted as ``train_skipped_steps`` and stop the run
   after ``max_nonfinite_steps`` in a row. A non-finite state is never saved.
 
+  Process 0 writes ``metrics.jsonl`` (one record per epoch) and TensorBoard
+  event files (:mod:`examples.training.tensorboard_log`: the epoch records,
+  the training means of every log interval and the config) into ``workdir``;
+  with ``log_gradient_statistics`` also ``gradient_statistics.jsonl``
+  (:mod:`examples.training.gradient_log`: each leaf's gradient norm and std
+  before and after ``gradient_transform``, at every log step).
+
   Args:
     config: reads ``seed``, ``method`` (for display), ``parallel`` (``sharded``,
       ``pmap`` or ``none``), ``platform``, ``batch_size`` (global),
       ``learning_rate``, ``num_epochs``, ``log_every_steps``,
       ``checkpoint_every_steps``, ``resume``, ``on_nonfinite``,
-      ``max_nonfinite_steps`` and ``progress_bar``; see
+      ``max_nonfinite_steps``, ``log_gradient_statistics`` and
+      ``progress_bar``; see
       :func:`examples.training.validation.validate`. Checkpoints store all of
       it, and a resumed run must match it except for :data:`RESUMABLE_KEYS`
       and ``resumable_keys``.
-    workdir: receives ``metrics.jsonl`` and ``checkpoints/``.
+    workdir: receives ``metrics.jsonl``, the event files, ``checkpoints/``
+      and ``gradient_statistics.jsonl``.
     task: the model and loss of the task.
     data: process-local batches.
     optimizer: e.g. :func:`examples.training.methods.make_optimizer`.
     resumable_keys: the task's config fields that may change on resume, e.g.
       a data directory.
+    gradient_transform: the stateless part of ``optimizer`` that changes the
+      raw gradient before the moments, whose output ``log_gradient_statistics``
+      records as ``after``; by default
+      :func:`examples.training.methods.gradient_transform` of
+      ``config.method``, which is right for
+      :func:`~examples.training.methods.make_optimizer`'s optimizers.
 
   Returns:
     One record per epoch: ``epoch``, ``step``, ``train_<metric>`` and
@@ -324,13 +383,13 @@ def fit(
   """
   validation.validate(config)
   validation.prepare_workdir(workdir)
-  run = _Run(config, workdir, task, data, optimizer, resumable_keys)
+  run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform)
   try:
     for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
       images_per_second = run.train_epoch(epoch)
       run.end_epoch(epoch, images_per_second)
   finally:
-    run.checkpointer.close()  # Also finishes a save in flight when training stops early.
+    run.close()  # Also when training stops early: its logs are complete and its save finished.
   return run.history
 
 

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from examples.training import gradient_log
 from examples.training.task import COUNT
 from examples.training.task import MASK
 from examples.training.task import Batch
@@ -84,7 +85,8 @@ def _track(health: Health, parts: jax.Array, max_consecutive: int) -> Health:
 
 
 def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None, *,
-               skip_nonfinite: bool = False, max_consecutive: int = 1) -> TrainStep:
+               skip_nonfinite: bool = False, max_consecutive: int = 1,
+               gradient_statistics: gradient_log.StepStatistics | None = None) -> TrainStep:
   """One optimizer step on ``(state, health)``; returns them updated and this batch's metric sums.
 
   Every step checks the loss, the gradients and the updated state for NaN and
@@ -102,6 +104,9 @@ def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None,
       the sums and count it under :data:`SKIPPED`.
     max_consecutive: non-finite steps in a row after which ``health`` records a
       stop; 1 stops at the first.
+    gradient_statistics: if given, the step returns ``(metric_sums,
+      statistics)`` instead of ``metric_sums``: the per-leaf statistics of the
+      (averaged) gradient at log steps, NaN at other steps.
   """
 
   def step(carry: tuple[State, Health], batch: Batch) -> tuple[tuple[State, Health], Metrics]:
@@ -115,6 +120,9 @@ def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None,
       loss = jax.lax.pmean(loss, axis_name)
       grads = jax.lax.pmean(grads, axis_name)
       metric_sums = jax.lax.psum(metric_sums, axis_name)
+    if gradient_statistics is not None:
+      statistics = gradient_statistics(health['step'] + 1, nnx.to_pure_dict(grads),
+                                       nnx.to_pure_dict(nnx.state(model, nnx.Param)))
     optimizer.update(model, grads)
     if axis_name is not None:
       nnx.update(model, jax.lax.pmean(nnx.state(model, nnx.BatchStat), axis_name))
@@ -131,7 +139,10 @@ def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None,
       metric_sums = {name: jnp.where(finite, value, jnp.zeros_like(value))
                      for name, value in metric_sums.items()}
       metric_sums[SKIPPED] = jnp.where(finite, 0.0, 1.0)
-    return (new_state, _track(health, parts, max_consecutive)), metric_sums
+    carry = (new_state, _track(health, parts, max_consecutive))
+    if gradient_statistics is not None:
+      return carry, (metric_sums, statistics)
+    return carry, metric_sums
 
   return step
 

@@ -1,0 +1,116 @@
+"""``--config.log_gradient_statistics``: per-layer gradient norm and std at log steps.
+
+The train step computes, with :func:`znorm_optax.gradient_statistics`, the L2
+norm and the population std of every parameter leaf's gradient twice: as
+backpropagation gives it (``before``) and as the method's gradient transform
+hands it to Adam's moments (``after``; e.g. z-scored by ZNorm, centralized by
+GC, clipped). It does so only at log steps (``lax.cond`` on the step counter)
+and returns them as one ``(4, leaves)`` array, which the loop reads together
+with the rest of the log step's values: no step waits for the host.
+
+Process 0 writes them to ``<workdir>/gradient_statistics.jsonl``, one record
+per log step::
+
+  {"step": 50, "norm_before": {"blocks/0/conv1/conv/kernel": 0.31, ...},
+   "std_before": {...}, "norm_after": {...}, "std_after": {...}}
+
+with the leaves in parameter (tree) order.
+"""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import znorm_optax
+
+FILENAME = 'gradient_statistics.jsonl'
+STATISTICS = ('norm_before', 'std_before', 'norm_after', 'std_after')
+"""The rows of the array :class:`StepStatistics` returns, and the keys of a record."""
+
+
+def leaf_names(params) -> list[str]:
+  """``'blocks/0/conv1/conv/kernel'`` for each leaf of a pure-dict pytree, in leaf order."""
+  paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  return ['/'.join(str(getattr(key, 'key', key)) for key in path) for path in paths]
+
+
+class StepStatistics:
+  """The train step's part: the statistics at log steps, as a ``(4, leaves)`` array.
+
+  Args:
+    gradient_transform: what the optimizer applies to the raw gradient before
+      its moments, e.g. :func:`examples.training.methods.gradient_transform`.
+      It must be stateless (an empty state), as ZNorm, GC and clipping are:
+      the step applies it afresh to read its output.
+    every_steps: the log interval; the statistics are computed when the step
+      counter after the step is a multiple of it, and are NaN otherwise.
+    params: a pure-dict tree like the parameters (only its structure and
+      shapes are read), to check ``gradient_transform``.
+
+  Raises:
+    ValueError: if ``gradient_transform`` keeps state.
+  """
+
+  def __init__(self, gradient_transform: optax.GradientTransformation, every_steps: int, params):
+    state = jax.eval_shape(gradient_transform.init, params)
+    if jax.tree.leaves(state):
+      raise ValueError(
+          '--config.log_gradient_statistics=True needs a stateless gradient transform (the part '
+          f'of the optimizer before Adam\'s moments), but this one keeps state {state}.')
+    self._transform = gradient_transform
+    self._every_steps = every_steps
+    self.names = leaf_names(params)
+
+  def _compute(self, grads, params) -> jax.Array:
+    after, _ = self._transform.update(grads, self._transform.init(params), params)
+    before_stats = znorm_optax.gradient_statistics(grads).values()
+    after_stats = znorm_optax.gradient_statistics(after).values()
+    rows = ([s.l2_norm for s in before_stats], [s.std for s in before_stats],
+            [s.l2_norm for s in after_stats], [s.std for s in after_stats])
+    return jnp.stack([jnp.stack(row) for row in rows])
+
+  def __call__(self, step: jax.Array, grads, params) -> jax.Array:
+    """Statistics of ``grads`` (pure dicts, global) if ``step`` (steps run, after this one) logs."""
+    shape = jax.eval_shape(self._compute, grads, params)
+    return jax.lax.cond(step % self._every_steps == 0, self._compute,
+                        lambda *_: jnp.full(shape.shape, jnp.nan, shape.dtype), grads, params)
+
+
+def record(step: int, names: list[str], statistics: np.ndarray) -> dict:
+  """The JSONL record of one log step from the ``(4, leaves)`` array."""
+  return {'step': step, **{name: dict(zip(names, map(float, row), strict=True))
+                           for name, row in zip(STATISTICS, statistics, strict=True)}}
+
+
+class GradientStatisticsLog:
+  """``<workdir>/gradient_statistics.jsonl`` (written by process 0 only)."""
+
+  def __init__(self, workdir: str):
+    self.path = os.path.join(workdir, FILENAME)
+    self._enabled = jax.process_index() == 0
+
+  def start(self, step: int) -> None:
+    """Keeps only the records up to ``step``, where this run starts (0 or a checkpoint's).
+
+    Records of later steps belong to a run that went on past that checkpoint,
+    or to another run in the same work directory.
+    """
+    if self._enabled and os.path.exists(self.path):
+      kept = [r for r in read(self.path) if r['step'] <= step]
+      with open(self.path, 'w') as f:
+        f.writelines(json.dumps(r) + '\n' for r in kept)
+
+  def write(self, log_record: dict) -> None:
+    if self._enabled:
+      with open(self.path, 'a') as f:
+        f.write(json.dumps(log_record) + '\n')
+
+
+def read(path: str) -> list[dict]:
+  """The records of a ``gradient_statistics.jsonl`` file."""
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,64 @@
+"""TensorBoard event files beside ``metrics.jsonl`` (written by process 0 only).
+
+tensorboardX writes them; it needs neither TensorFlow nor TensorBoard. Tags:
+
+* ``epoch/<key>``: every value of the epoch's ``metrics.jsonl`` record, e.g.
+  ``epoch/train_loss`` and ``epoch/test_accuracy``, at the epoch's last step;
+* ``interval/train_<metric>`` and ``interval/train_images_per_second``: means
+  over each log interval (``--config.log_every_steps``);
+* ``gradient_norm_before/<leaf>`` (and ``gradient_std_before``,
+  ``gradient_norm_after``, ``gradient_std_after``) with
+  ``--config.log_gradient_statistics``;
+* the text ``config``: the run's config as JSON.
+
+A run that starts at step ``s`` (0, or a checkpoint's step on resume) hides
+the values a previous run in the same directory logged after step ``s``
+(tensorboardX's ``purge_step``), so a resumed run's curves do not double back.
+"""
+
+import json
+
+import jax
+import numpy as np
+import tensorboardX
+
+from examples.training import gradient_log
+
+
+class TensorBoardLog:
+  """The run's ``SummaryWriter``; every method does nothing on processes other than 0.
+
+  Args:
+    workdir: the run's work directory; the event files go right into it.
+    start_step: the step this run starts at.
+    config_json: the run's config, logged as text at ``start_step``.
+  """
+
+  def __init__(self, workdir: str, *, start_step: int, config_json: dict):
+    self._writer = None
+    if jax.process_index() == 0:
+      # Everything up to start_step was logged before its checkpoint was saved; the rest was not.
+      self._writer = tensorboardX.SummaryWriter(workdir, purge_step=start_step + 1)
+      # Indented four spaces: a code block in the text plugin's Markdown.
+      text = json.dumps(config_json, indent=2, sort_keys=True).replace('\n', '\n    ')
+      self._writer.add_text('config', '    ' + text, start_step)
+
+  def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+    """Logs ``values`` as ``<prefix>/<key>`` at ``step``."""
+    if self._writer is not None:
+      for key, value in values.items():
+        self._writer.add_scalar(f'{prefix}/{key}', value, step)
+
+  def gradient_statistics(self, step: int, names: list[str], statistics: np.ndarray) -> None:
+    """Logs the ``(4, leaves)`` array of :mod:`examples.training.gradient_log` per leaf."""
+    for name, row in zip(gradient_log.STATISTICS, statistics, strict=True):
+      self.scalars(f'gradient_{name}', dict(zip(names, map(float, row), strict=True)), step)
+
+  def flush(self) -> None:
+    if self._writer is not None:
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+      self._writer = None
