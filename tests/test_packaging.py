@@ -27,6 +27,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from examples.image_classification.configs import default as resnet_default
+from examples.training import datasets
 from examples.unet_segmentation.configs import default as unet_default
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -158,7 +159,7 @@ def test_tfds_dataset_without_the_extra_names_it(monkeypatch, example, get_confi
     monkeypatch.setitem(sys.modules, name, None if name == module_name else types.ModuleType(name))
   config = get_config()
   config.dataset = dataset
-  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
+  with pytest.raises(datasets.DatasetUnavailableError) as error:
     if example == 'image_classification':
       input_pipeline.load(config, process_batch_size=8)
     else:

@@ -7,67 +7,21 @@ crop and horizontal flip) is optional and off by default, as in the paper.
 Each process reads its own share of every split (``jax.process_index()``).
 """
 
-import dataclasses
-
 import ml_collections
 import numpy as np
 from sklearn import datasets as sklearn_datasets
 from sklearn import model_selection
 
+from examples.image_classification.preprocessing import Dataset
+from examples.image_classification.preprocessing import augment
+from examples.image_classification.preprocessing import channel_statistics
+from examples.training import datasets
 from examples.training.data import ArraySource
-from examples.training.data import NumpyBatch
-from examples.training.task import DataSource
 
 TFDS_DATASETS = ('cifar10', 'patch_camelyon')
 DATASETS = ('digits',) + TFDS_DATASETS
 _DIGITS_TEST_FRACTION = 0.2
 _DIGITS_MAX_VALUE = 16.0  # load_digits pixels are counts in [0, 16].
-_CROP_PADDING = 4
-# The modules of the ``tfds`` extra that `tfds_data` imports.
-TFDS_MODULES = ('tensorflow', 'tensorflow_datasets')
-
-
-class DatasetUnavailableError(RuntimeError):
-  """A tfds dataset is neither prepared in ``data_dir`` nor allowed to download."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  """A data source plus what the model needs to know about the images."""
-
-  source: DataSource
-  num_classes: int
-  image_shape: tuple[int, int, int]
-  num_train: int
-  num_test: int
-
-
-def check_dataset(name: str) -> str:
-  """Returns ``name`` if it is a known dataset, else raises ``ValueError``."""
-  if name not in DATASETS:
-    raise ValueError(f'Unknown --config.dataset={name!r}; valid datasets are: {", ".join(DATASETS)}.')
-  return name
-
-
-def channel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Per-channel mean and standard deviation of ``[N, H, W, C]`` images (float64)."""
-  images = np.asarray(images, np.float64)
-  return images.mean(axis=(0, 1, 2)), images.std(axis=(0, 1, 2))
-
-
-def augment(batch: NumpyBatch, rng: np.random.Generator) -> NumpyBatch:
-  """Random crop of the 4-pixel zero-padded image and random horizontal flip."""
-  images = batch['image']
-  n, height, width, _ = images.shape
-  p = _CROP_PADDING
-  padded = np.pad(images, ((0, 0), (p, p), (p, p), (0, 0)))
-  tops, lefts = rng.integers(0, 2 * p + 1, size=(2, n))
-  flips = rng.random(n) < 0.5
-  out = np.empty_like(images)
-  for i in range(n):
-    crop = padded[i, tops[i] : tops[i] + height, lefts[i] : lefts[i] + width]
-    out[i] = crop[:, ::-1] if flips[i] else crop
-  return dict(batch, image=out)
 
 
 def _normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -105,18 +59,13 @@ def load_digits(config: ml_collections.ConfigDict, process_batch_size: int) -> D
 
 
 def load(config: ml_collections.ConfigDict, process_batch_size: int) -> Dataset:
-  """The dataset named by ``config.dataset``, as this process's source of batches."""
-  if check_dataset(config.dataset) == 'digits':
-    return load_digits(config, process_batch_size)
-  # Imported here so that digits runs start without TensorFlow.
-  try:
-    from examples.image_classification import tfds_data
-  except ModuleNotFoundError as error:
-    if (error.name or '').partition('.')[0] not in TFDS_MODULES:
-      raise
-    raise DatasetUnavailableError(
-        f'--config.dataset={config.dataset} needs TensorFlow and tensorflow-datasets '
-        f"({error.name} is not installed): pip install 'znorm-optax[tfds]'"
-    ) from error
+  """The dataset named by ``config.dataset``, as this process's source of batches.
 
+  Raises:
+    DatasetUnavailableError: if a tfds dataset is not prepared and may not be
+      downloaded, or TensorFlow is not installed.
+  """
+  if datasets.check_dataset(config.dataset, DATASETS) == 'digits':
+    return load_digits(config, process_batch_size)
+  tfds_data = datasets.import_tfds_loader('examples.image_classification.tfds_data', config.dataset)
   return tfds_data.load(config, process_batch_size)

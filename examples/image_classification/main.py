@@ -14,7 +14,6 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # tf.data only; hide TensorF
 import jax
 import ml_collections
 
-from examples.image_classification import input_pipeline
 from examples.image_classification import train
 from examples.training import cli
 from examples.training import validation
@@ -38,4 +37,4 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 if __name__ == '__main__':
-  cli.run(main, user_errors=(input_pipeline.DatasetUnavailableError,))
+  cli.run(main)

@@ -7,13 +7,13 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from examples.image_classification.input_pipeline import Dataset
-from examples.image_classification.input_pipeline import DatasetUnavailableError
-from examples.image_classification.input_pipeline import augment
-from examples.image_classification.input_pipeline import channel_statistics
+from examples.image_classification.preprocessing import Dataset
+from examples.image_classification.preprocessing import augment
+from examples.image_classification.preprocessing import channel_statistics
 from examples.training import distributed
 from examples.training.data import NumpyBatch
 from examples.training.data import pad_batch
+from examples.training.datasets import DatasetUnavailableError
 from examples.training.task import MASK
 
 

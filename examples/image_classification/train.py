@@ -1,4 +1,4 @@
-"""ResNet image classification on the shared training core.
+"""Image classification on the shared training core.
 
 :func:`train_and_evaluate` runs one configuration; :func:`run_sweep` runs the
 paper's models x methods x seeds comparison and writes its table and curves.
@@ -11,7 +11,7 @@ import ml_collections
 from examples.image_classification import input_pipeline
 from examples.image_classification import models
 from examples.image_classification.task import classification_task
-from examples.training import distributed
+from examples.training import datasets
 from examples.training import loop
 from examples.training import methods
 from examples.training import parallel
@@ -31,12 +31,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError: naming the bad flag and its valid values.
   """
-  input_pipeline.check_dataset(config.dataset)
+  datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
   for model in config.sweep.models or (config.model,):
     models.check_model(model)
-  for method in config.sweep.methods or (config.method,):
-    methods.check_method(method)
-  validation.validate(config, seeds=config.sweep.seeds)
+  validation.validate(config)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
@@ -50,9 +48,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
     Per-epoch records (``train_loss``, ``train_accuracy``, ``test_loss``,
     ``test_accuracy``, ...), as in ``metrics.jsonl``.
   """
-  num_devices = parallel.device_count(config.parallel, config.platform)
-  process_batch_size = distributed.process_batch_size(config.batch_size, num_devices)
-  dataset = input_pipeline.load(config, process_batch_size)
+  dataset = input_pipeline.load(config, parallel.process_batch_size(config))
   task = classification_task(
       config.model, num_classes=dataset.num_classes, in_channels=dataset.image_shape[-1],
       width=config.width, skip_connections=config.skip_connections, bn_momentum=config.bn_momentum,
@@ -68,17 +64,6 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str
     The markdown table and the path of the curves PNG.
   """
 
-  def run_one(model: str, method: str, seed: int, run_dir: str):
-    run_config = config.copy_and_resolve_references()
-    run_config.model, run_config.method, run_config.seed = model, method, seed
-    return train_and_evaluate(run_config, run_dir)
-
-  results = sweep.run_sweep(
-      run_one,
-      models=config.sweep.models or (config.model,),
-      methods=config.sweep.methods,
-      seeds=config.sweep.seeds or (config.seed,),
-      workdir=workdir,
-  )
+  results = sweep.run_sweep(train_and_evaluate, config, workdir)
   return report.write_report(results, workdir, dataset=config.dataset,
                              table_columns=TABLE_COLUMNS, curves=CURVES)

@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from examples.training import datasets
 from examples.training import distributed
 
 FLAGS = flags.FLAGS
@@ -69,14 +70,13 @@ def _load_config() -> ml_collections.ConfigDict:
   return config
 
 
-def run(main: Callable[[ml_collections.ConfigDict, str], None],
-        user_errors: tuple[type[Exception], ...] = ()) -> None:
+def run(main: Callable[[ml_collections.ConfigDict, str], None]) -> None:
   """Parses the flags and calls ``main(config, workdir)``.
 
   Before ``main``, it starts ``jax.distributed`` when ``config.coordinator_address``
   is set. A bad flag (an unknown ``--config.<field>``, a value of the wrong
   type, a config file that does not load), ``ValueError`` (bad flag values)
-  and ``user_errors`` (e.g. a dataset that is not downloaded) end the program
+  and :class:`~examples.training.datasets.DatasetUnavailableError` end the program
   with a one-line message and exit status 1, without a traceback. Logging is
   at WARNING unless ``--verbosity`` is given, because orbax logs every
   checkpoint at INFO.
@@ -91,7 +91,7 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None],
     try:
       distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
       main(config, FLAGS.workdir)
-    except (ValueError, *user_errors) as error:
+    except (ValueError, datasets.DatasetUnavailableError) as error:
       sys.exit(f'error: {_one_line(str(error))}')
 
   app.run(absl_main, flags_parser=_parse_flags)

@@ -10,10 +10,13 @@ import abc
 from collections.abc import Callable
 
 import jax
+import ml_collections
 import numpy as np
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec
+
+from examples.training import distributed
 
 MODES = ('sharded', 'pmap', 'none')
 DATA_AXIS = 'data'
@@ -169,6 +172,16 @@ def check_mode(mode: str) -> str:
 def device_count(mode: str, platform: str | None = None) -> int:
   """How many devices share each global batch in ``mode`` (see :func:`make`)."""
   return 1 if check_mode(mode) == 'none' else jax.device_count(platform or None)
+
+
+def process_batch_size(config: ml_collections.ConfigDict) -> int:
+  """This process's share of ``config.batch_size`` over the devices that ``config.parallel`` uses.
+
+  Raises:
+    ValueError: naming ``--config.batch_size`` if it does not split evenly.
+  """
+  return distributed.process_batch_size(config.batch_size,
+                                        device_count(config.parallel, config.platform))
 
 
 def make(mode: str, platform: str | None = None) -> DataParallel:

@@ -18,12 +18,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
+import ml_collections
 
 from examples.training import methods as methods_lib
 
 History = list[dict[str, Any]]
-RunFn = Callable[[str, str, int, str], History]
-"""``(model, method, seed, run_workdir) -> history`` of one training run."""
+RunFn = Callable[[ml_collections.ConfigDict, str], History]
+"""``(run_config, run_workdir) -> history`` of one training run."""
 
 
 @dataclasses.dataclass
@@ -34,27 +35,36 @@ class RunResult:
   history: History
 
 
-def run_sweep(
-    run_one: RunFn,
-    *,
-    models: Sequence[str],
-    methods: Sequence[str],
-    seeds: Sequence[int],
-    workdir: str,
-) -> list[RunResult]:
-  """Runs every (model, method, seed) and saves the results as JSON and CSV.
+def grid(config: ml_collections.ConfigDict) -> tuple[Sequence[str], Sequence[str], Sequence[int]]:
+  """The models, methods and seeds of ``config.sweep``; an empty list means the run's own."""
+  return (config.sweep.models or (config.model,), config.sweep.methods or (config.method,),
+          config.sweep.seeds or (config.seed,))
+
+
+def run_config(config: ml_collections.ConfigDict, model: str, method: str,
+               seed: int) -> ml_collections.ConfigDict:
+  """A copy of the sweep's ``config`` for one run: ``model``, ``method`` and ``seed`` set."""
+  one = config.copy_and_resolve_references()
+  one.update(model=model, method=method, seed=seed)
+  return one
+
+
+def run_sweep(run_one: RunFn, config: ml_collections.ConfigDict, workdir: str) -> list[RunResult]:
+  """Runs every (model, method, seed) of :func:`grid` and saves the results as JSON and CSV.
+
+  With ``--config.resume=True``, a run whose work directory holds a finished
+  run returns its history without training again, and an interrupted run
+  continues from its last checkpoint: a stopped sweep picks up where it was.
 
   Args:
-    run_one: trains one configuration in the given work directory.
-    models: model names, passed through to ``run_one``.
-    methods: names from :data:`examples.training.methods.METHODS`; checked
-      before anything runs.
-    seeds: random seeds.
+    run_one: trains one run's config in the given work directory.
+    config: the sweep's config; see :func:`grid`.
     workdir: where the results and the runs' work directories go.
 
   Returns:
     The results in model, method, seed order.
   """
+  models, methods, seeds = grid(config)
   for method in methods:
     methods_lib.check_method(method)
   if not (models and methods and seeds):
@@ -62,7 +72,8 @@ def run_sweep(
   results = []
   for model, method, seed in itertools.product(models, methods, seeds):
     run_dir = os.path.join(workdir, 'runs', model, method, f'seed_{seed}')
-    results.append(RunResult(model, method, seed, run_one(model, method, seed, run_dir)))
+    history = run_one(run_config(config, model, method, seed), run_dir)
+    results.append(RunResult(model, method, seed, history))
   if jax.process_index() == 0:
     save_results(results, workdir)
   return results

@@ -3,12 +3,11 @@
 import math
 import os
 import tempfile
-from collections.abc import Iterable
 
 import jax
 import ml_collections
 
-from examples.training import distributed
+from examples.training import methods
 from examples.training import parallel
 
 ON_NONFINITE = ('stop', 'skip')
@@ -25,34 +24,36 @@ def _check_platform(platform: str) -> None:
                      f'{str(error).splitlines()[0]}') from error
 
 
-def validate(config: ml_collections.ConfigDict, seeds: Iterable[int] = ()) -> None:
-  """Checks every field :func:`examples.training.loop.fit` reads.
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Checks every field :func:`examples.training.loop.fit` and the sweep read.
 
-  Args:
-    config: reads ``parallel``, ``platform``, ``batch_size``, ``seed``,
-      ``learning_rate``, ``num_epochs``, ``log_every_steps``,
-      ``checkpoint_every_steps``, ``on_nonfinite`` and ``max_nonfinite_steps``.
-    seeds: further seeds to check, e.g. a sweep's.
+  Those are the fields of :func:`examples.training.defaults.get_config`; an
+  example checks its own fields (dataset, model, ...) besides.
 
   Raises:
     ValueError: naming the first bad flag and what it accepts.
   """
   parallel.check_mode(config.parallel)
   _check_platform(config.platform)
-  for seed in (config.seed, *seeds):
-    if not isinstance(seed, int) or seed < 0:
+  for method in (config.method, *config.sweep.methods):
+    methods.check_method(method)
+  for seed in (config.seed, *config.sweep.seeds):
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
       raise ValueError(f'--config.seed={seed} must be a non-negative integer.')
   for name in ('num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'max_nonfinite_steps'):
     if config[name] <= 0:
       raise ValueError(f'--config.{name}={config[name]} must be positive.')
+  for name in ('resume', 'progress_bar', 'log_gradient_statistics'):
+    if not isinstance(config[name], bool):
+      # A ValueError, which cli.run reports as a bad flag.
+      raise ValueError(f'--config.{name}={config[name]!r} must be True or False.')  # noqa: TRY004
   if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
     raise ValueError(f'--config.learning_rate={config.learning_rate} must be a finite positive '
                      'number.')
   if config.on_nonfinite not in ON_NONFINITE:
     raise ValueError(f'Unknown --config.on_nonfinite={config.on_nonfinite!r}; valid values are: '
                      f'{", ".join(ON_NONFINITE)}.')
-  distributed.process_batch_size(config.batch_size,
-                                 parallel.device_count(config.parallel, config.platform))
+  parallel.process_batch_size(config)
 
 
 def prepare_workdir(workdir: str) -> None:

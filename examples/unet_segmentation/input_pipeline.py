@@ -16,28 +16,15 @@ The TFDS datasets are read by `tfds_data`, the only module here that needs Tenso
 """
 
 import ml_collections
-import numpy as np
 
+from examples.training import datasets
+from examples.training.data import NumpyBatch
 from examples.unet_segmentation import synthetic
 
-Arrays = dict[str, np.ndarray]
 DATASETS = ('synthetic', 'oxford_iiit_pet', 'lgg_mri')
-OFFLINE_FLAG = '--config.dataset=synthetic'
-# The modules of the ``tfds`` extra that `tfds_data` imports.
-TFDS_MODULES = ('tensorflow', 'tensorflow_datasets')
 
 
-class DatasetUnavailableError(RuntimeError):
-  """The dataset is neither prepared nor obtainable (no internet, no manual download)."""
-
-
-def check_dataset(name: str) -> None:
-  """Raises ``ValueError`` naming the flag if ``name`` is not one of `DATASETS`."""
-  if name not in DATASETS:
-    raise ValueError(f'Unknown --config.dataset={name!r}; valid values are: {", ".join(DATASETS)}.')
-
-
-def load(config: ml_collections.ConfigDict) -> tuple[Arrays, Arrays]:
+def load(config: ml_collections.ConfigDict) -> tuple[NumpyBatch, NumpyBatch]:
   """Loads the training and evaluation splits of ``config.dataset``.
 
   Args:
@@ -52,20 +39,10 @@ def load(config: ml_collections.ConfigDict) -> tuple[Arrays, Arrays]:
     DatasetUnavailableError: if a TFDS dataset can be neither found nor prepared (the message
       names the offline flag), or TensorFlow is not installed (it names the ``tfds`` extra).
   """
-  if config.dataset == 'synthetic':
+  if datasets.check_dataset(config.dataset, DATASETS) == 'synthetic':
     def make(num_images, split_index):
       return synthetic.make_split(num_images, config.image_size, (config.data_seed, split_index),
                                   config.synthetic_empty_fraction)
     return make(config.synthetic_train_size, 0), make(config.synthetic_eval_size, 1)
-  check_dataset(config.dataset)
-  # Imported here so that synthetic runs work where TensorFlow is not installed.
-  try:
-    from examples.unet_segmentation import tfds_data  # pylint: disable=g-import-not-at-top
-  except ModuleNotFoundError as error:
-    if (error.name or '').partition('.')[0] not in TFDS_MODULES:
-      raise
-    raise DatasetUnavailableError(
-        f'--config.dataset={config.dataset} needs TensorFlow and tensorflow-datasets '
-        f"({error.name} is not installed): pip install 'znorm-optax[tfds]'"
-    ) from error
+  tfds_data = datasets.import_tfds_loader('examples.unet_segmentation.tfds_data', config.dataset)
   return tfds_data.load(config)

@@ -16,7 +16,6 @@ import ml_collections
 
 from examples.training import cli
 from examples.training import validation
-from examples.unet_segmentation import input_pipeline
 from examples.unet_segmentation import train
 
 cli.define_flags()
@@ -33,4 +32,4 @@ def main(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 if __name__ == '__main__':
-  cli.run(main, user_errors=(input_pipeline.DatasetUnavailableError,))
+  cli.run(main)

@@ -7,9 +7,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from examples.unet_segmentation.input_pipeline import OFFLINE_FLAG
-from examples.unet_segmentation.input_pipeline import Arrays
-from examples.unet_segmentation.input_pipeline import DatasetUnavailableError
+from examples.training.data import NumpyBatch
+from examples.training.datasets import DatasetUnavailableError
 from examples.unet_segmentation.lgg_mri import lgg_mri_dataset_builder
 
 # Oxford-IIIT Pet trimap values: 1 pet, 2 background, 3 pet border.
@@ -54,12 +53,12 @@ def _prepare_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuil
             'TFDS downloads it on first use, which needs internet access.\n')
     raise DatasetUnavailableError(
         f'Dataset {config.dataset!r} is not available in {builder.data_dir}: {hint}'
-        f'To run offline, use {OFFLINE_FLAG}.\nCause: {type(error).__name__}: {error}'
+        f'To run offline, use --config.dataset=synthetic.\nCause: {type(error).__name__}: {error}'
     ) from error
   return builder
 
 
-def _load_tfds_split(builder: tfds.core.DatasetBuilder, split: str, image_size: int) -> Arrays:
+def _load_tfds_split(builder: tfds.core.DatasetBuilder, split: str, image_size: int) -> NumpyBatch:
   convert = _TFDS_CONVERTERS[builder.name]
   dataset = builder.as_dataset(split=split).map(
       lambda example: _resize(convert(example), image_size), num_parallel_calls=tf.data.AUTOTUNE)
@@ -69,7 +68,7 @@ def _load_tfds_split(builder: tfds.core.DatasetBuilder, split: str, image_size: 
   return {key: np.concatenate([batch[key] for batch in batches]) for key in ('image', 'label')}
 
 
-def load(config: ml_collections.ConfigDict) -> tuple[Arrays, Arrays]:
+def load(config: ml_collections.ConfigDict) -> tuple[NumpyBatch, NumpyBatch]:
   """The ``config.train_split`` and ``config.eval_split`` of TFDS dataset ``config.dataset``."""
   builder = _prepare_builder(config)
   return (_load_tfds_split(builder, config.train_split, config.image_size),

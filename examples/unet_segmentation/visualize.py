@@ -9,6 +9,13 @@ from matplotlib import figure as mpl_figure
 from examples.training import methods as methods_lib
 
 
+def example_indices(labels: np.ndarray, count: int) -> np.ndarray:
+  """``count`` evaluation images with a lesion, evenly spread; the same for every run."""
+  with_lesion = np.flatnonzero(labels.reshape(len(labels), -1).any(axis=1))
+  candidates = with_lesion if len(with_lesion) >= count else np.arange(len(labels))
+  return candidates[np.linspace(0, len(candidates) - 1, min(count, len(candidates))).astype(int)]
+
+
 def prediction_grid(images: np.ndarray, labels: np.ndarray,
                     predictions: Mapping[str, np.ndarray], path: str, title: str = '') -> str:
   """One row per image: the image, its ground truth, then each prediction's mask.

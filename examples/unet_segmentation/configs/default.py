@@ -8,9 +8,11 @@
 
 import ml_collections
 
+from examples.training import defaults
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = defaults.get_config()
 
   # Data.
   config.dataset = 'synthetic'  # 'synthetic' (offline), 'lgg_mri' or 'oxford_iiit_pet'.
@@ -25,9 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.synthetic_empty_fraction = 0.3
 
   # Sweep: models x methods x seeds (Table 3 of the paper).
-  config.models = ('resnet_unet', 'unet_plus_plus', 'attention_unet')
-  config.methods = ('adam', 'gc', 'clip', 'wd1e-3', 'wd1e-4', 'znorm')
-  config.seeds = (0, 1, 2)
+  config.sweep.models = ('resnet_unet', 'unet_plus_plus', 'attention_unet')
+  config.sweep.methods = ('adam', 'gc', 'clip', 'wd1e-3', 'wd1e-4', 'znorm')
+  config.sweep.seeds = (0, 1, 2)
   # Constructor arguments per model (see models.py); unlisted models use their defaults.
   config.model_kwargs = ml_collections.ConfigDict({
       'unet': {'base_features': 64, 'depth': 4},
@@ -55,21 +57,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.tversky_beta = 0.7
   config.num_example_images = 6  # Rows of predictions_<model>.png.
 
-  # Training core: parallelism, logging, checkpoints, processes.
-  config.parallel = 'sharded'  # 'sharded' (jit over a device mesh), 'pmap' or 'none'.
-  config.platform = ''  # Train on this JAX platform's devices ('cpu', 'gpu', 'tpu'); '': JAX's default.
-  config.on_nonfinite = 'stop'  # A NaN/Inf loss, gradient or update: 'stop' the run or 'skip' the step.
-  config.max_nonfinite_steps = 10  # 'skip': stop after this many non-finite steps in a row.
+  # Training core (see examples/training/defaults.py): logging, checkpoints, resume.
   config.log_every_steps = 10
   config.checkpoint_every_steps = 500
   config.resume = True
-  config.progress_bar = True
-  config.coordinator_address = ''  # host:port of process 0 for multi-host runs.
-  config.num_processes = 1
-  config.process_id = 0
-
-  # The run's own model, method and seed; the sweep sets them.
-  config.model = ''
-  config.method = ''
-  config.seed = 0
   return config

@@ -8,9 +8,9 @@ def get_config():
   config.image_size = 64
   config.synthetic_train_size = 512
   config.synthetic_eval_size = 128
-  config.models = ('unet', 'attention_unet')
-  config.methods = ('adam', 'znorm')
-  config.seeds = (0,)
+  config.sweep.models = ('unet', 'attention_unet')
+  config.sweep.methods = ('adam', 'znorm')
+  config.sweep.seeds = (0,)
   config.model_kwargs.unet.update(base_features=8, depth=3)
   config.model_kwargs.attention_unet.update(base_features=8, depth=3)
   config.batch_size = 32

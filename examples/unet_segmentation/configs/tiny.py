@@ -8,9 +8,9 @@ def get_config():
   config.image_size = 32
   config.synthetic_train_size = 64
   config.synthetic_eval_size = 16
-  config.models = ('unet',)
-  config.methods = ('adam',)
-  config.seeds = (0,)
+  config.sweep.models = ('unet',)
+  config.sweep.methods = ('adam',)
+  config.sweep.seeds = (0,)
   for name in ('unet', 'attention_unet', 'unet_plus_plus'):
     config.model_kwargs[name].update(base_features=4, depth=2)
   config.model_kwargs.resnet_unet.update(base_features=4, stage_sizes=(1, 1))

@@ -5,7 +5,9 @@ import pytest
 import tensorflow_datasets as tfds
 
 from examples.image_classification import input_pipeline
+from examples.image_classification import preprocessing
 from examples.image_classification import train
+from examples.training import datasets
 
 
 @pytest.mark.parametrize('dataset, image_shape, num_classes',
@@ -40,7 +42,7 @@ def test_tfds_eval_batches_cover_test_split_once(config, tmp_path):
 
 def test_missing_dataset_says_how_to_get_it(config, tmp_path):
   config.dataset, config.data_dir = 'cifar10', str(tmp_path)
-  with pytest.raises(input_pipeline.DatasetUnavailableError) as error:
+  with pytest.raises(datasets.DatasetUnavailableError) as error:
     input_pipeline.load(config, 64)
   message = str(error.value)
   assert f'tfds build cifar10 --data_dir={tmp_path}' in message
@@ -59,7 +61,7 @@ def test_digits_are_normalized_per_channel(config):
 
 def test_channel_statistics_match_numpy():
   images = np.random.default_rng(0).integers(0, 255, size=(5, 4, 3, 2)).astype(np.uint8)
-  mean, std = input_pipeline.channel_statistics(images)
+  mean, std = preprocessing.channel_statistics(images)
   for c in range(2):
     np.testing.assert_allclose(mean[c], np.mean(images[..., c].astype(np.float64)))
     np.testing.assert_allclose(std[c], np.std(images[..., c].astype(np.float64)))
@@ -68,8 +70,8 @@ def test_channel_statistics_match_numpy():
 def test_augment_crops_and_flips_deterministically():
   image = np.arange(2 * 8 * 8 * 1, dtype=np.float32).reshape(2, 8, 8, 1)
   batch = {'image': image, 'label': np.array([0, 1])}
-  first = input_pipeline.augment(batch, np.random.default_rng(3))
-  again = input_pipeline.augment(batch, np.random.default_rng(3))
+  first = preprocessing.augment(batch, np.random.default_rng(3))
+  again = preprocessing.augment(batch, np.random.default_rng(3))
   np.testing.assert_array_equal(first['image'], again['image'])
   assert first['image'].shape == image.shape
   assert not np.array_equal(first['image'], image)

@@ -1,7 +1,6 @@
-"""End-to-end training on digits: learning, parallel modes, resume, determinism."""
+"""End-to-end training on digits: learning, resume, determinism, a NaN in the data."""
 
 import chex
-import jax
 import numpy as np
 import pytest
 
@@ -27,24 +26,6 @@ def test_digits_learns(config, method, tmp_path):
   history = train.train_and_evaluate(config, str(tmp_path))
   assert history[-1]['test_accuracy'] >= 0.85, history  # Chance is 0.1.
   assert history[-1]['train_loss'] < history[0]['train_loss']
-
-
-def test_parallel_modes_match_single_device(config, tmp_path):
-  assert len(jax.devices('cpu')) == 8
-  config.num_epochs = 1
-  config.batch_size = 128  # 11 steps; 16 examples per device.
-  config.method = 'znorm'
-  results = {}
-  for mode in ('none', 'sharded', 'pmap'):
-    config.parallel = mode
-    history = train.train_and_evaluate(config, str(tmp_path / mode))
-    results[mode] = (_without_timing(history), final_state(str(tmp_path / mode)))
-  reference_history, reference_state = results['none']
-  for mode in ('sharded', 'pmap'):
-    history, state = results[mode]
-    chex.assert_trees_all_close(state, reference_state, rtol=1e-4, atol=1e-5)
-    for got, want in zip(history, reference_history):
-      np.testing.assert_allclose(list(got.values()), list(want.values()), rtol=1e-4, err_msg=mode)
 
 
 class _Interrupted(Exception):

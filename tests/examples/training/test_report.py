@@ -8,6 +8,7 @@ import statistics
 import numpy as np
 import pytest
 
+from examples.training import defaults
 from examples.training import report
 from examples.training import sweep
 
@@ -18,15 +19,20 @@ def _history(seed, method):
           for e in (1, 2)]
 
 
+def _sweep_config(methods=('adam', 'znorm')):
+  config = defaults.get_config()
+  config.sweep.update(models=('m',), methods=methods, seeds=(1, 2, 3))
+  return config
+
+
 def _run_sweep(tmp_path):
   calls = []
 
-  def run_one(model, method, seed, run_dir):
-    calls.append((model, method, seed, run_dir))
-    return _history(seed, method)
+  def run_one(run_config, run_dir):
+    calls.append((run_config.model, run_config.method, run_config.seed, run_dir))
+    return _history(run_config.seed, run_config.method)
 
-  results = sweep.run_sweep(run_one, models=['m'], methods=['adam', 'znorm'], seeds=[1, 2, 3],
-                            workdir=str(tmp_path))
+  results = sweep.run_sweep(run_one, _sweep_config(), str(tmp_path))
   return results, calls
 
 
@@ -77,5 +83,5 @@ def test_write_report_makes_table_and_png(tmp_path):
 
 def test_unknown_method_fails_before_running(tmp_path):
   with pytest.raises(ValueError, match='valid methods are'):
-    sweep.run_sweep(lambda *a: pytest.fail('ran'), models=['m'], methods=['adam', 'nope'],
-                    seeds=[0], workdir=str(tmp_path))
+    sweep.run_sweep(lambda *a: pytest.fail('ran'), _sweep_config(methods=('adam', 'nope')),
+                    str(tmp_path))

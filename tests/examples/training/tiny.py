@@ -15,6 +15,7 @@ import optax
 from flax import nnx
 
 from examples.training import checkpointing
+from examples.training import defaults
 from examples.training import loop
 from examples.training import methods
 from examples.training.data import ArraySource
@@ -47,15 +48,14 @@ TASK = Task(create_model=lambda rngs, axis_name: MLP(rngs), train_loss=_metrics,
 
 
 def config(**overrides) -> ml_collections.ConfigDict:
-  """Every field the training core reads: 8 steps per epoch, 2 epochs, on CPU."""
-  fields = {
-      'seed': 0, 'method': 'adam', 'learning_rate': 0.05, 'batch_size': 8, 'num_epochs': 2,
-      'parallel': 'none', 'platform': 'cpu', 'log_every_steps': 2, 'checkpoint_every_steps': 3,
-      'resume': False, 'progress_bar': False, 'on_nonfinite': 'stop', 'max_nonfinite_steps': 3,
-      'width': 8,
-  }
-  fields.update(overrides)
-  return ml_collections.ConfigDict(fields)
+  """The core's defaults for a run of 8 steps per epoch, 2 epochs, on CPU."""
+  config = defaults.get_config()
+  config.update(seed=0, method='adam', learning_rate=0.05, batch_size=8, num_epochs=2,
+                parallel='none', platform='cpu', log_every_steps=2, checkpoint_every_steps=3,
+                resume=False, progress_bar=False, max_nonfinite_steps=3)
+  config.width = 8  # The model's own field, as an example's config adds them.
+  config.update(overrides)
+  return config
 
 
 def data(run_config, *, nan_at: int | None = None, num_train: int = NUM_TRAIN) -> ArraySource:

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from examples.training import datasets
 from examples.unet_segmentation import input_pipeline
 from examples.unet_segmentation import synthetic
 from examples.unet_segmentation import tfds_data
@@ -62,7 +63,7 @@ def test_oxford_iiit_pet_under_tfds_mock_data():
 def test_missing_lgg_mri_names_the_offline_flag(tmp_path):
   config = _config(dataset='lgg_mri', data_dir=str(tmp_path / 'tfds'),
                    manual_dir=str(tmp_path / 'nothing_here'))
-  with pytest.raises(input_pipeline.DatasetUnavailableError,
+  with pytest.raises(datasets.DatasetUnavailableError,
                      match=r'(?s)--config.manual_dir.*--config.dataset=synthetic'):
     input_pipeline.load(config)
 
