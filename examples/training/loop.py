@@ -234,10 +234,11 @@ class _Run:
     sums = self.train_sums
     sums = None if sums is None else _metric_sums_to_json(self.data_parallel.get_state(sums))
     host_state = self.data_parallel.get_state(self.state)
+    # The history is copied: the save writes in the background while the next epoch appends.
     self.checkpointer.save(
         self.step, model=_pure(host_state[0]), optimizer=_pure(host_state[1]),
         loop={'step': self.step, 'steps_per_epoch': self.data.steps_per_epoch,
-              'history': self.history, 'train_sums': sums},
+              'history': list(self.history), 'train_sums': sums},
         config=self.config_json,
     )
 
