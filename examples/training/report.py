@@ -1,13 +1,15 @@
-"""Turns sweep results into the paper's table (mean ± std over seeds) and curves."""
+"""Turns sweep results into the paper's table (mean ± std over seeds), curves and gradient figure."""
 
 import collections
 import os
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from matplotlib import figure as mpl_figure
 from matplotlib import ticker
 
+from examples.training import gradient_log
 from examples.training import methods as methods_lib
 from examples.training.sweep import RunResult
 
@@ -80,6 +82,79 @@ def plot_curves(results: Sequence[RunResult], curves: Sequence[Column], path: st
   return path
 
 
+class DepthProfile(NamedTuple):
+  """The gradient norm of every parameter leaf of one model and method, over its seeds."""
+
+  names: list[str]
+  """The leaves in parameter (tree) order: the depth axis."""
+  steps: tuple[int, int]
+  """The first and the last logged step (of the first seed)."""
+  norms: np.ndarray
+  """``(2, seeds, leaves)``: each leaf's gradient L2 norm before the method's
+  transform at those two steps."""
+
+
+def _run_directory(workdir: str, result: RunResult) -> str:
+  # Where examples.training.sweep.run_sweep trains each run.
+  return os.path.join(workdir, 'runs', result.model, result.method, f'seed_{result.seed}')
+
+
+def gradient_depth_profiles(results: Sequence[RunResult],
+                            workdir: str) -> dict[tuple[str, str], DepthProfile]:
+  """Per-layer gradient norms of the runs that logged them (``--config.log_gradient_statistics``).
+
+  Args:
+    results: a sweep's results.
+    workdir: the sweep's work directory, which holds each run's
+      ``gradient_statistics.jsonl``.
+
+  Returns:
+    ``(model, method) -> DepthProfile`` for each group whose runs all logged
+    gradient statistics.
+  """
+  profiles = {}
+  for key, runs in _group(results).items():
+    paths = [os.path.join(_run_directory(workdir, run), gradient_log.FILENAME) for run in runs]
+    records = [gradient_log.read(path) for path in paths if os.path.exists(path)]
+    if len(records) < len(runs) or not all(records):
+      continue
+    names = list(records[0][0]['norm_before'])
+    norms = np.array([[list(run[i]['norm_before'].values()) for run in records] for i in (0, -1)])
+    profiles[key] = DepthProfile(names, (records[0][0]['step'], records[0][-1]['step']), norms)
+  return profiles
+
+
+def plot_gradient_norms(profiles: dict[tuple[str, str], DepthProfile], path: str) -> str:
+  """Gradient norm against depth, one line per method (mean over seeds), log scale.
+
+  One row of panels per model: the first and the last logged step.
+
+  Returns:
+    ``path``, where the PNG was written.
+  """
+  models = list(dict.fromkeys(model for model, _ in profiles))
+  figure = mpl_figure.Figure(figsize=(10, 3.6 * len(models)))
+  axes = figure.subplots(len(models), 2, squeeze=False)
+  for row, model in enumerate(models):
+    for column, when in enumerate(('first', 'last')):
+      ax = axes[row, column]
+      for (group_model, method), profile in profiles.items():
+        if group_model != model:
+          continue
+        norms = profile.norms[column].mean(0)
+        ax.plot(np.arange(len(norms)), norms, marker='.',
+                label=f'{methods_lib.DESCRIPTIONS.get(method, method)} (step {profile.steps[column]})')
+      ax.set(title=f'{model}: {when} logged step', xlabel='parameter leaf (tree order)',
+             ylabel='gradient L2 norm', yscale='log')
+      ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+      ax.grid(alpha=0.3)
+      ax.legend(fontsize='small')
+  figure.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  figure.savefig(path, dpi=120)
+  return path
+
+
 def write_report(
     results: Sequence[RunResult],
     workdir: str,
@@ -90,10 +165,16 @@ def write_report(
 ) -> tuple[str, str]:
   """Writes ``table.md`` and ``curves.png`` into ``workdir``.
 
+  If the runs logged gradient statistics, also ``gradient_norms.png``: see
+  :func:`gradient_depth_profiles` and :func:`plot_gradient_norms`.
+
   Returns:
     ``(markdown table text, path of the PNG)``.
   """
   table = markdown_table(results, table_columns, dataset)
   with open(os.path.join(workdir, 'table.md'), 'w') as f:
     f.write(table)
+  profiles = gradient_depth_profiles(results, workdir)
+  if profiles:
+    plot_gradient_norms(profiles, os.path.join(workdir, 'gradient_norms.png'))
   return table, plot_curves(results, curves, os.path.join(workdir, 'curves.png'))

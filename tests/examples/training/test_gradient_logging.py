@@ -1,5 +1,7 @@
 """``--config.log_gradient_statistics`` against a float64 NumPy backpropagation of the tiny MLP."""
 
+import os
+
 import jax
 import numpy as np
 import optax
@@ -8,6 +10,8 @@ from flax import nnx
 
 from examples.training import gradient_log
 from examples.training import methods
+from examples.training import report
+from examples.training import sweep
 from tests.examples.training import tiny
 
 
@@ -94,3 +98,32 @@ def test_start_keeps_the_records_up_to_the_start_step(tmp_path):
   assert gradient_log.read(log.path)[1]['norm_after'] == {'w': 4.0}
   log.start(0)  # A fresh run.
   assert gradient_log.read(log.path) == []
+
+
+def test_report_plots_the_logged_norms_against_depth(tmp_path):
+  names = ['a/kernel', 'b/kernel', 'c/kernel']
+  rng = np.random.default_rng(2)
+  written = {}
+  results = []
+  for method in ('adam', 'znorm'):
+    for seed in (0, 1):
+      norms = rng.uniform(0.1, 2.0, size=(2, 3))  # First and last logged step, 3 leaves.
+      written[method, seed] = norms
+      log = gradient_log.GradientStatisticsLog(
+          os.path.join(tmp_path, 'runs', 'mlp', method, f'seed_{seed}'))
+      os.makedirs(os.path.dirname(log.path))
+      for step, row in zip((5, 10, 15), (norms[0], norms[0] * 7, norms[1])):
+        log.write(gradient_log.record(step, names, np.stack([row, row, row, row])))
+      results.append(sweep.RunResult('mlp', method, seed, [{'epoch': 1, 'test_accuracy': 0.5}]))
+  results.append(sweep.RunResult('mlp', 'gc', 0, [{'epoch': 1, 'test_accuracy': 0.5}]))  # No log.
+
+  profiles = report.gradient_depth_profiles(results, str(tmp_path))
+  assert set(profiles) == {('mlp', 'adam'), ('mlp', 'znorm')}
+  for (_, method), profile in profiles.items():
+    assert profile.names == names and profile.steps == (5, 15)
+    np.testing.assert_array_equal(profile.norms[:, 0], written[method, 0])
+    np.testing.assert_array_equal(profile.norms[:, 1], written[method, 1])
+  report.write_report(results, str(tmp_path), dataset='toy',
+                      table_columns=[('test_accuracy', 'Accuracy', 2)],
+                      curves=[('test_accuracy', 'Accuracy', 2)])
+  assert os.path.getsize(tmp_path / 'gradient_norms.png') > 0
