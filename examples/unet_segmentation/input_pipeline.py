@@ -6,13 +6,13 @@ memory (the model input is scaled to [0, 1] on device), which keeps LGG MRI unde
 
 ``--config.dataset``:
 
-* ``synthetic`` (default, offline): `synthetic.make_split`, lesion-like blobs on textures.
+* ``synthetic`` (default, offline): ``synthetic.make_split``, lesion-like blobs on textures.
 * ``oxford_iiit_pet``: TFDS Oxford-IIIT Pet; the trimap becomes a binary mask of the pet (its
   body and its border) against the background. Downloaded by TFDS on first use.
 * ``lgg_mri``: the Kaggle LGG MRI release through this example's TFDS builder
-  (`examples.unet_segmentation.lgg_mri`), read from ``--config.manual_dir``.
+  (``examples.unet_segmentation.lgg_mri``), read from ``--config.manual_dir``.
 
-The TFDS datasets are read by `tfds_data`, the only module here that needs TensorFlow.
+The TFDS datasets are read by ``tfds_data``, the only module here that needs TensorFlow.
 """
 
 import ml_collections
@@ -28,7 +28,7 @@ def load(config: ml_collections.ConfigDict) -> tuple[NumpyBatch, NumpyBatch]:
   """Loads the training and evaluation splits of ``config.dataset``.
 
   Args:
-    config: Reads ``dataset``, ``image_size``; for ``synthetic`` also ``synthetic_train_size``,
+    config: reads ``dataset``, ``image_size``; for ``synthetic`` also ``synthetic_train_size``,
       ``synthetic_eval_size``, ``synthetic_empty_fraction`` and ``data_seed``; for TFDS datasets
       ``train_split``, ``eval_split``, ``data_dir`` and ``manual_dir``.
 

@@ -13,9 +13,9 @@ def soft_dice_loss(logits: jax.Array, labels: jax.Array, smooth: float = 1.0) ->
   instead of 0 / 0.
 
   Args:
-    logits: Predicted logits, shape (N, H, W, 1).
-    labels: Binary targets in {0, 1}, same shape.
-    smooth: Additive smoothing, > 0.
+    logits: predicted logits, shape (N, H, W, 1).
+    labels: binary targets in {0, 1}, same shape.
+    smooth: additive smoothing, > 0.
 
   Returns:
     Losses in [0, 1], shape (N,).
@@ -39,11 +39,11 @@ def bce_dice_loss(logits: jax.Array,
   class imbalance of small lesions on large backgrounds.
 
   Args:
-    logits: Predicted logits, shape (N, H, W, 1).
-    labels: Binary targets in {0, 1}, same shape.
-    bce_weight: Weight of the binary cross-entropy term (0 turns it off).
-    dice_weight: Weight of the soft Dice term (0 turns it off).
-    dice_smooth: Smoothing of the soft Dice, see `soft_dice_loss`.
+    logits: predicted logits, shape (N, H, W, 1).
+    labels: binary targets in {0, 1}, same shape.
+    bce_weight: weight of the binary cross-entropy term (0 turns it off).
+    dice_weight: weight of the soft Dice term (0 turns it off).
+    dice_smooth: smoothing of the soft Dice, see ``soft_dice_loss``.
 
   Returns:
     The loss of each image, shape (N,).

@@ -73,10 +73,10 @@ def tversky_index(prediction: np.ndarray,
   """Tversky index TP / (TP + alpha FP + beta FN); 1 when both masks are empty.
 
   Args:
-    prediction: Predicted binary mask, shape (H, W) or (H, W, 1).
-    target: Ground-truth binary mask of the same shape.
-    alpha: Weight of false positives (default 0.3).
-    beta: Weight of false negatives (default 0.7). alpha = beta = 0.5 gives the F1 score.
+    prediction: predicted binary mask, shape (H, W) or (H, W, 1).
+    target: ground-truth binary mask of the same shape.
+    alpha: weight of false positives (default 0.3).
+    beta: weight of false negatives (default 0.7). alpha = beta = 0.5 gives the F1 score.
 
   Returns:
     The index in [0, 1].
@@ -99,8 +99,8 @@ def hausdorff_distance(prediction: np.ndarray, target: np.ndarray) -> float:
   image diagonal (see the module docstring).
 
   Args:
-    prediction: Predicted binary mask, shape (H, W) or (H, W, 1).
-    target: Ground-truth binary mask of the same shape.
+    prediction: predicted binary mask, shape (H, W) or (H, W, 1).
+    target: ground-truth binary mask of the same shape.
 
   Returns:
     The distance in pixels.
@@ -126,8 +126,8 @@ def per_image_metrics(predictions: np.ndarray,
   """All metrics of ``METRIC_NAMES`` for a batch of binary masks, one value per image.
 
   Args:
-    predictions: Binary predicted masks, shape (N, H, W) or (N, H, W, 1).
-    targets: Binary ground-truth masks of the same shape.
+    predictions: binary predicted masks, shape (N, H, W) or (N, H, W, 1).
+    targets: binary ground-truth masks of the same shape.
     tversky_alpha: Tversky weight of false positives.
     tversky_beta: Tversky weight of false negatives.
 

@@ -134,7 +134,7 @@ class UNet(nnx.Module):
 
 
 class AttentionUNet(UNet):
-  """Attention U-Net (Oktay et al., 2018): a U-Net with an `AttentionGate` on every skip."""
+  """Attention U-Net (Oktay et al., 2018): a U-Net with an ``AttentionGate`` on every skip."""
 
   def __init__(self, **kwargs):
     super().__init__(attention=True, **kwargs)
@@ -275,12 +275,12 @@ MODELS = {
 
 
 def check_model(name: str) -> str:
-  """Returns ``name`` if it is in `MODELS`, else raises ``ValueError`` listing them."""
+  """Returns ``name`` if it is in ``MODELS``, else raises ``ValueError`` listing them."""
   if name not in MODELS:
     raise ValueError(f'Unknown model {name!r}; valid models are: {", ".join(MODELS)}.')
   return name
 
 
 def create_model(name: str, *, rngs: nnx.Rngs, **kwargs) -> nnx.Module:
-  """Builds the model registered as ``name`` in `MODELS` with constructor ``kwargs``."""
+  """Builds the model registered as ``name`` in ``MODELS`` with constructor ``kwargs``."""
   return MODELS[check_model(name)](rngs=rngs, **kwargs)

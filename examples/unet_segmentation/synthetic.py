@@ -52,12 +52,12 @@ def make_split(num_images: int,
   """Generates one split of synthetic data.
 
   Args:
-    num_images: Number of images.
-    image_size: Height and width in pixels.
-    seed: Seed of the NumPy generator (an int or a sequence of ints); each split should use
+    num_images: number of images.
+    image_size: height and width in pixels.
+    seed: seed of the NumPy generator (an int or a sequence of ints); each split should use
       its own.
-    empty_fraction: Expected fraction of images without any lesion.
-    channels: Image channels.
+    empty_fraction: expected fraction of images without any lesion.
+    channels: image channels.
 
   Returns:
     {'image': uint8 (N, S, S, channels), 'label': uint8 (N, S, S, 1) in {0, 1}}.

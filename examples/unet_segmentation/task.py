@@ -1,4 +1,4 @@
-"""The segmentation task: a U-Net from `models`, the BCE + Dice loss, Dice on device, prediction."""
+"""The segmentation task: a U-Net from ``models``, BCE + Dice loss, Dice on device, prediction."""
 
 import jax
 import jax.numpy as jnp

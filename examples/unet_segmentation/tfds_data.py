@@ -1,4 +1,4 @@
-"""TFDS datasets (oxford_iiit_pet, lgg_mri) as in-memory arrays; see `input_pipeline`."""
+"""TFDS datasets (oxford_iiit_pet, lgg_mri) as in-memory arrays; see ``input_pipeline``."""
 
 from collections.abc import Callable
 

@@ -104,12 +104,12 @@ def learning_rate_schedule(config: ml_collections.ConfigDict,
 
 def make_optimizer(config: ml_collections.ConfigDict,
                    steps_per_epoch: int) -> optax.GradientTransformation:
-  """The optimizer of ``config.method`` with `learning_rate_schedule`."""
+  """The optimizer of ``config.method`` with ``learning_rate_schedule``."""
   return methods.make_optimizer(config.method, learning_rate_schedule(config, steps_per_epoch))
 
 
 def resumable_keys(config: ml_collections.ConfigDict) -> tuple[str, ...]:
-  """Fields besides the core's that a resumed run may change (see `loop.check_same_run`).
+  """Fields besides the core's that a resumed run may change (see ``loop.check_same_run``).
 
   The data's location, the sweep's lists, the other models' settings and the final scoring's
   settings: none of them changes what this run trains.
@@ -125,7 +125,7 @@ def train_one(config: ml_collections.ConfigDict, run_dir: str, train: dict[str, 
   """Trains ``config.model`` with ``config.method`` and ``config.seed``, then scores it.
 
   Returns:
-    The per-epoch history of `loop.fit`; its last record also holds the final per-image metrics
+    The per-epoch history of ``loop.fit``; its last record also holds the final per-image metrics
     (``test_f1``, ``test_iou``, ``test_tversky``, ``test_hausdorff`` and their ``_std``).
   """
   process_batch_size = parallel.process_batch_size(config)
@@ -153,14 +153,14 @@ def train_one(config: ml_collections.ConfigDict, run_dir: str, train: dict[str, 
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[sweep.RunResult]:
-  """Runs the sweep of ``config.sweep`` (see `sweep.grid`) and reports it.
+  """Runs the sweep of ``config.sweep`` (see ``sweep.grid``) and reports it.
 
   Args:
-    config: See ``configs/default.py``.
-    workdir: Receives the sweep's results, report and each run's work directory.
+    config: see ``configs/default.py``.
+    workdir: receives the sweep's results, report and each run's work directory.
 
   Returns:
-    One `sweep.RunResult` per run.
+    One ``sweep.RunResult`` per run.
   """
   train, evaluation = input_pipeline.load(config)
   shown_runs = collections.defaultdict(dict)  # model -> method -> first seed's run directory.

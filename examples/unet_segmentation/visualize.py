@@ -22,10 +22,10 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray,
 
   Args:
     images: uint8 images (N, H, W, C); C = 3 is shown as RGB, else the first channel.
-    labels: Binary ground truth (N, H, W, 1).
-    predictions: Column title -> binary predicted masks (N, H, W, 1).
-    path: Where the PNG goes.
-    title: Figure title.
+    labels: binary ground truth (N, H, W, 1).
+    predictions: column title -> binary predicted masks (N, H, W, 1).
+    path: where the PNG goes.
+    title: figure title.
 
   Returns:
     ``path``.
@@ -57,9 +57,9 @@ def write_prediction_grids(run_dirs: Mapping[str, Mapping[str, str]], workdir: s
   """Writes ``<workdir>/predictions_<model>.png`` from the runs' ``predictions.npz``.
 
   Args:
-    run_dirs: Model -> method -> the work directory of the run to show (e.g. its first seed).
-    workdir: Where the PNGs go.
-    evaluation: The evaluation arrays the runs predicted ('image', 'label').
+    run_dirs: model -> method -> the work directory of the run to show (e.g. its first seed).
+    workdir: where the PNGs go.
+    evaluation: the evaluation arrays the runs predicted ('image', 'label').
 
   Returns:
     The paths written.

@@ -1,7 +1,7 @@
 """TFDS builder of the Kaggle "LGG MRI Segmentation" release (the ``kaggle_3m`` layout).
 
 The data cannot be downloaded automatically (Kaggle needs an account), so the builder reads it
-from TFDS's manual directory; see `Builder.MANUAL_DOWNLOAD_INSTRUCTIONS`. Layout::
+from TFDS's manual directory; see ``Builder.MANUAL_DOWNLOAD_INSTRUCTIONS``. Layout::
 
   kaggle_3m/
     TCGA_CS_4941_19960909/           one folder per patient
@@ -11,7 +11,7 @@ from TFDS's manual directory; see `Builder.MANUAL_DOWNLOAD_INSTRUCTIONS`. Layout
 
 Splits are made by patient, never by slice: neighbouring slices of one patient are nearly
 identical, so a slice-level split would leak test data into training. The sorted patient IDs
-are shuffled with a fixed seed and cut into train / validation / test by `SPLIT_FRACTIONS`.
+are shuffled with a fixed seed and cut into train / validation / test by ``SPLIT_FRACTIONS``.
 """
 
 import io
@@ -32,12 +32,12 @@ _SLICE_PATTERN = re.compile(r'^(?P<patient>.+)_(?P<index>\d+)\.tif$')
 
 
 def split_patients(patient_ids: Sequence[str]) -> dict[str, list[str]]:
-  """Assigns each patient to one split, deterministically, by `SPLIT_FRACTIONS`.
+  """Assigns each patient to one split, deterministically, by ``SPLIT_FRACTIONS``.
 
   Every split gets at least one patient when there are at least as many patients as splits.
 
   Args:
-    patient_ids: Patient folder names; their order does not matter.
+    patient_ids: patient folder names; their order does not matter.
 
   Returns:
     Split name -> sorted patient IDs; the lists are disjoint and cover all patients.
@@ -83,9 +83,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   MANUAL_DOWNLOAD_INSTRUCTIONS = """\
   Download the "LGG MRI Segmentation" dataset by Mateusz Buda from Kaggle:
     https://www.kaggle.com/datasets/mateuszbuda/lgg-mri-segmentation
-  (for example `kaggle datasets download -d mateuszbuda/lgg-mri-segmentation`), unzip it, and
-  put its `kaggle_3m` folder (the one holding the TCGA_* patient folders) into the manual
-  directory, by default `~/tensorflow_datasets/downloads/manual/`, or pass another one with
+  (for example ``kaggle datasets download -d mateuszbuda/lgg-mri-segmentation``), unzip it, and
+  put its ``kaggle_3m`` folder (the one holding the TCGA_* patient folders) into the manual
+  directory, by default ``~/tensorflow_datasets/downloads/manual/``, or pass another one with
   --config.manual_dir=/path/holding/kaggle_3m.
   """
 
