@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Everything a GPU session checks, in one device call of about 6 minutes:
-#   1. device-timed optimizer steps on the three trees (overhead.py --timing=device),
+#   0. the Pallas statistics path: correctness against float64 on this GPU, and device time of
+#      both paths with their peers on the GPT-2 and ResNet-56 trees (pallas_check.py),
+#   1. device-timed optimizer steps on the ResNet-50 tree (overhead.py --timing=device),
 #   2. optimized HLO of the steps, kernel counts and bytes moved (step_hlo.py), with XLA's own
 #      dump of the znorm_adam step, tarred,
-#   3. the library's tests on the GPU (the slow ones left out),
+#   3. the library's tests on the GPU (the slow ones left out; test_pallas.py runs the kernels),
 #   4. ResNet-56 training throughput, batch 256, steps looped in-jit (train_throughput.py).
 # Each part has its own time limit, so a slow one cannot starve the rest; all share one deadline
 # (BUDGET_S, default 360 s); each writes its output to $OUT (default ./gpu_out) as it goes.
@@ -42,20 +44,22 @@ part() {
 }
 
 : >"$OUT/summary.txt"
-part environment 20 "$PYTHON" -c '
+part environment 15 "$PYTHON" -c '
 import jax, flax, optax, chex
 print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__,
       "chex", chex.__version__)
 print(jax.devices())
 jax.print_environment_info()'
 
-# GPT-2 first: the issue's main target. 7 interleaved rounds per tree, steps per round per tree.
-part overhead_device 140 "$PYTHON" benchmarks/overhead.py --timing=device \
-  --trees=transformer,resnet56,resnet50
+# The Pallas path first: its correctness decides whether _DEFAULT_KERNELS may become 'auto'.
+# It also times GPT-2 and ResNet-56 (both paths, Adam, naive ZNorm and clipping, interleaved).
+part pallas_check 130 "$PYTHON" benchmarks/pallas_check.py --rounds=5
 
-part step_hlo 40 "$PYTHON" benchmarks/step_hlo.py --out="$OUT/hlo" --trees=resnet56,transformer \
+part overhead_device 60 "$PYTHON" benchmarks/overhead.py --timing=device --trees=resnet50 --rounds=5
+
+part step_hlo 30 "$PYTHON" benchmarks/step_hlo.py --out="$OUT/hlo" --trees=resnet56,transformer \
   --optimizers='adam;znorm_adam;chain(znorm, adam);chain(naive znorm, adam)'
-part xla_dump 25 env XLA_FLAGS="--xla_dump_to=$OUT/hlo/xla_dump_znorm_adam" \
+part xla_dump 15 env XLA_FLAGS="--xla_dump_to=$OUT/hlo/xla_dump_znorm_adam" \
   "$PYTHON" benchmarks/step_hlo.py --out="$OUT/hlo" --trees=resnet56 --optimizers=znorm_adam
 [ -d "$OUT/hlo" ] && tar -czf "$OUT/hlo.tar.gz" -C "$OUT" hlo && rm -rf "$OUT/hlo"
 
@@ -63,16 +67,16 @@ part xla_dump 25 env XLA_FLAGS="--xla_dump_to=$OUT/hlo/xla_dump_znorm_adam" \
 ignore=()
 "$PYTHON" -c 'import sklearn' 2>/dev/null || ignore=(--ignore=tests/znorm_optax/test_convergence.py)
 # SIGINT: pytest still prints what passed and failed.
-SIGNAL=INT part pytest 80 "$PYTHON" -m pytest tests/znorm_optax -q -x -m 'not slow' -p no:cacheprovider \
+SIGNAL=INT part pytest 55 "$PYTHON" -m pytest tests/znorm_optax -q -x -m 'not slow' -p no:cacheprovider \
   --durations=15 ${ignore[@]+"${ignore[@]}"}
 
-part train_throughput 90 "$PYTHON" benchmarks/train_throughput.py --batch_size=256 --rounds=6 \
+part train_throughput 55 "$PYTHON" benchmarks/train_throughput.py --batch_size=256 --rounds=6 \
   --steps_per_round=40 --loop=device
 
 echo
 echo "=== results (full outputs in $OUT)"
 cat "$OUT/summary.txt"
-for name in overhead_device step_hlo train_throughput; do
+for name in pallas_check overhead_device step_hlo train_throughput; do
   echo "--- $name"
   grep -v '^\s*$' "$OUT/$name.txt" | tail -n 40
 done

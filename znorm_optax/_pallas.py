@@ -261,8 +261,8 @@ def _merge(fields, counts: np.ndarray, owners: np.ndarray, num_leaves: int):
 def _merge_rows(fields, counts: np.ndarray, mask: np.ndarray):
   """Chan et al.'s merge of each row's partials, in units of the row's largest scale."""
   scale, shift, residual, m2 = fields
+  size = counts.sum(axis=1).astype(np.float32)  # Summed exactly, as integers.
   counts = counts.astype(np.float32)
-  size = counts.sum(axis=1)
   row_scale = jnp.max(jnp.where(mask, scale, 0.0), axis=1, keepdims=True)
   ratio = scale / row_scale  # Powers of two at most 1: exact unless negligible.
   shift, residual, m2 = shift * ratio, residual * ratio, m2 * ratio * ratio
