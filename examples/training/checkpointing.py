@@ -14,6 +14,13 @@ into ``file_checksums.json`` in the step directory; a restore checks them first,
 so most damage is found before orbax reads a byte. A restore that fails either
 check moves that checkpoint aside (into ``<workdir>/corrupt_checkpoints/``),
 warns with its path and tries the previous one.
+
+The temporary directory that a killed process's save left behind is deleted by
+the next save, synchronously, not by orbax's ``cleanup_tmp_directories``: orbax
+cleans in a thread that ``CheckpointManager.close`` does not wait for, so a
+checkpointer that only read left it running into the next checkpointer's cleanup
+of the same directory (``FileNotFoundError``). A checkpointer that only reads
+(``load_model``) deletes no temporary directory: another process may be writing it.
 """
 
 import json
@@ -110,11 +117,12 @@ class Checkpointer:
     self._corrupt_directory = os.path.abspath(os.path.join(workdir, 'corrupt_checkpoints'))
     self._manager = ocp.CheckpointManager(
         self.directory,
-        # Deletions are ours (see _verify_and_prune); leftovers of a killed save are removed.
+        # Deletions are ours: see _verify_and_prune and _remove_unfinished_saves.
         options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
-                                             cleanup_tmp_directories=True),
+                                             cleanup_tmp_directories=False),
     )
     self._unverified: dict | None = None  # The step of the save in flight and its arrays.
+    self._unfinished_saves_removed = False
 
   def steps(self) -> list[int]:
     """The saved steps, newest first."""
@@ -130,6 +138,8 @@ class Checkpointer:
   def save(self, step: int, *, model: Any, optimizer: Any, loop: dict, config: dict) -> None:
     """Starts saving the items at ``step``; the previous save is verified first."""
     self._verify_and_prune()
+    if not self._unfinished_saves_removed:
+      self._remove_unfinished_saves()
     checksums = {'model': _array_checksums(model), 'optimizer': _array_checksums(optimizer),
                  'loop': _json_checksum(loop), 'config': _json_checksum(config)}
     self._manager.save(
@@ -142,6 +152,18 @@ class Checkpointer:
         force=True,
     )
     self._unverified = {'step': step, 'model': model, 'optimizer': optimizer}
+
+  def _remove_unfinished_saves(self) -> None:
+    """Deletes the temporary directories that saves of a killed process left in ``directory``.
+
+    Orbax's save starts with a barrier of all processes, so none writes before
+    the primary process has finished deleting.
+    """
+    if jax.process_index() == 0:
+      for unfinished in ocp.utils.tmp_checkpoints(self.directory):
+        logging.info('Removing %s, left by a save that did not finish.', unfinished.get())
+        unfinished.get().rmtree()
+    self._unfinished_saves_removed = True
 
   def _verify_and_prune(self) -> None:
     """Waits for the save in flight, reads it back, then deletes checkpoints beyond ``max_to_keep``."""
