@@ -125,30 +125,37 @@ def gradient_depth_profiles(results: Sequence[RunResult],
 
 
 def plot_gradient_norms(profiles: dict[tuple[str, str], DepthProfile], path: str) -> str:
-  """Gradient norm against depth, one line per method (mean over seeds), log scale.
+  """Gradient norm against depth, one colour per method (mean over seeds), log scale.
 
-  One row of panels per model: the first and the last logged step.
+  One row of panels per model: the first and the last logged step. The x axis
+  is the leaf index in parameter order; a line joins the weight matrices and
+  convolution kernels (leaves named ``kernel``), and the other leaves (biases,
+  normalization scales) are dots.
 
   Returns:
     ``path``, where the PNG was written.
   """
   models = list(dict.fromkeys(model for model, _ in profiles))
-  figure = mpl_figure.Figure(figsize=(10, 3.6 * len(models)))
+  figure = mpl_figure.Figure(figsize=(11, 3.8 * len(models)))
   axes = figure.subplots(len(models), 2, squeeze=False)
   for row, model in enumerate(models):
+    groups = {method: p for (m, method), p in profiles.items() if m == model}
     for column, when in enumerate(('first', 'last')):
       ax = axes[row, column]
-      for (group_model, method), profile in profiles.items():
-        if group_model != model:
-          continue
+      for color, (method, profile) in enumerate(groups.items()):
         norms = profile.norms[column].mean(0)
-        ax.plot(np.arange(len(norms)), norms, marker='.',
-                label=f'{methods_lib.DESCRIPTIONS.get(method, method)} (step {profile.steps[column]})')
-      ax.set(title=f'{model}: {when} logged step', xlabel='parameter leaf (tree order)',
-             ylabel='gradient L2 norm', yscale='log')
+        kernels = np.array([name.rsplit('/', 1)[-1] == 'kernel' for name in profile.names])
+        index = np.arange(len(norms))
+        line = kernels if kernels.any() else np.ones_like(kernels)
+        ax.plot(index[line], norms[line], marker='.', color=f'C{color}',
+                label=methods_lib.DESCRIPTIONS.get(method, method))
+        ax.plot(index[~line], norms[~line], '.', color=f'C{color}', alpha=0.35)
+      steps = sorted({p.steps[column] for p in groups.values()})
+      ax.set(title=f'{model}: {when} logged step ({", ".join(map(str, steps))})',
+             xlabel='leaf index (parameter order)', ylabel='gradient L2 norm', yscale='log')
       ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
       ax.grid(alpha=0.3)
-      ax.legend(fontsize='small')
+  axes[0, -1].legend(fontsize='small')
   figure.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   figure.savefig(path, dpi=120)
