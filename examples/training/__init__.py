@@ -19,18 +19,24 @@ A task plugs in with three things:
 Then :func:`~examples.training.loop.fit` trains with ``--config.parallel`` =
 ``sharded`` (default), ``pmap`` or ``none`` on the devices of
 ``--config.platform`` (JAX's default backend unless set), evaluates every epoch,
-writes ``metrics.jsonl``, checkpoints with orbax (named items, the run's config,
-checksums, fall-back to the previous intact checkpoint) and resumes with
-``--config.resume`` only into the same run. NaN or Inf in the loss, gradients
-or updates stops the run, or with ``--config.on_nonfinite=skip`` skips the step. :func:`~examples.training.sweep.run_sweep` runs models x
+writes ``metrics.jsonl`` and TensorBoard event files (and, with
+``--config.log_gradient_statistics=True``, each parameter leaf's gradient norm
+and std before and after the method's transform at every log step, into
+``gradient_statistics.jsonl`` and TensorBoard), checkpoints with orbax (named
+items, the run's config, checksums, fall-back to the previous intact
+checkpoint) and resumes with ``--config.resume`` only into the same run. NaN or
+Inf in the loss, gradients or updates stops the run, or with
+``--config.on_nonfinite=skip`` skips the step. :func:`~examples.training.sweep.run_sweep` runs models x
 methods x seeds, and :func:`~examples.training.report.write_report` makes the
-mean ± std table and the per-epoch curves with the task's own columns.
+mean ± std table, the per-epoch curves with the task's own columns and, from
+the runs' gradient statistics, the per-layer gradient norm against depth.
 Multi-host runs call :func:`~examples.training.distributed.initialize` first.
 
 Modules: ``methods`` (optimizer registry), ``task`` (interfaces), ``steps``
 (jittable steps), ``parallel`` (data-parallel modes), ``distributed``
 (processes), ``data`` (in-memory source, padding), ``checkpointing`` (orbax),
-``metrics_log`` (JSONL), ``validation`` (config and work directory checks),
-``cli`` (the shared command line), ``loop`` (the training loop), ``sweep`` and
-``report``.
+``metrics_log`` (JSONL), ``tensorboard_log`` (event files), ``gradient_log``
+(per-layer gradient statistics), ``validation`` (config and work directory
+checks), ``cli`` (the shared command line), ``loop`` (the training loop),
+``sweep`` and ``report``.
 """
