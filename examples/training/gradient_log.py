@@ -33,9 +33,9 @@ STATISTICS = ('norm_before', 'std_before', 'norm_after', 'std_after')
 
 
 def leaf_names(params) -> list[str]:
-  """``'blocks/0/conv1/conv/kernel'`` for each leaf of a pure-dict pytree, in leaf order."""
-  paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-  return ['/'.join(str(getattr(key, 'key', key)) for key in path) for path in paths]
+  """``'blocks/0/conv1/conv/kernel'`` for each leaf of a pytree, in leaf order."""
+  return [jax.tree_util.keystr(path, simple=True, separator='/')
+          for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
 
 
 class StepStatistics:
