@@ -11,6 +11,7 @@ from matplotlib import ticker
 
 from examples.training import gradient_log
 from examples.training import methods as methods_lib
+from examples.training import sweep
 from examples.training.sweep import RunResult
 
 Column = tuple[str, str, int]
@@ -94,11 +95,6 @@ class DepthProfile(NamedTuple):
   transform at those two steps."""
 
 
-def _run_directory(workdir: str, result: RunResult) -> str:
-  # Where examples.training.sweep.run_sweep trains each run.
-  return os.path.join(workdir, 'runs', result.model, result.method, f'seed_{result.seed}')
-
-
 def gradient_depth_profiles(results: Sequence[RunResult],
                             workdir: str) -> dict[tuple[str, str], DepthProfile]:
   """Per-layer gradient norms of the runs that logged them (``--config.log_gradient_statistics``).
@@ -114,7 +110,8 @@ def gradient_depth_profiles(results: Sequence[RunResult],
   """
   profiles = {}
   for key, runs in _group(results).items():
-    paths = [os.path.join(_run_directory(workdir, run), gradient_log.FILENAME) for run in runs]
+    paths = [os.path.join(sweep.run_directory(workdir, run.model, run.method, run.seed),
+                          gradient_log.FILENAME) for run in runs]
     records = [gradient_log.read(path) for path in paths if os.path.exists(path)]
     if len(records) < len(runs) or not all(records):
       continue

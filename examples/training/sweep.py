@@ -49,6 +49,11 @@ def run_config(config: ml_collections.ConfigDict, model: str, method: str,
   return one
 
 
+def run_directory(workdir: str, model: str, method: str, seed: int) -> str:
+  """The work directory of one run of the sweep in ``workdir``."""
+  return os.path.join(workdir, 'runs', model, method, f'seed_{seed}')
+
+
 def run_sweep(run_one: RunFn, config: ml_collections.ConfigDict, workdir: str) -> list[RunResult]:
   """Runs every (model, method, seed) of :func:`grid` and saves the results as JSON and CSV.
 
@@ -71,8 +76,8 @@ def run_sweep(run_one: RunFn, config: ml_collections.ConfigDict, workdir: str) -
     raise ValueError('A sweep needs at least one model, one method and one seed.')
   results = []
   for model, method, seed in itertools.product(models, methods, seeds):
-    run_dir = os.path.join(workdir, 'runs', model, method, f'seed_{seed}')
-    history = run_one(run_config(config, model, method, seed), run_dir)
+    history = run_one(run_config(config, model, method, seed),
+                      run_directory(workdir, model, method, seed))
     results.append(RunResult(model, method, seed, history))
   if jax.process_index() == 0:
     save_results(results, workdir)
