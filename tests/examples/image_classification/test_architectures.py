@@ -296,7 +296,8 @@ def test_skip_study_config():
   config = digits_skip_study.get_config()
   train.validate_config(config)
   assert config.dataset == 'digits'
-  assert {'resnet20', 'plain20', 'resnet56', 'plain56', 'vgg16'} <= set(config.sweep.models)
+  assert {'resnet20', 'plain20', 'resnet56', 'plain56', 'vgg16', 'densenet121'} <= set(
+      config.sweep.models)
   assert tuple(config.sweep.methods) == ('adam', 'znorm', 'gc')
   assert len(set(config.sweep.seeds)) >= 5
   assert config.skip_connections  # The plain<n> models drop the shortcuts, resnet<n> keep them.
