@@ -17,7 +17,6 @@ per log step::
 with the leaves in parameter (tree) order.
 """
 
-import json
 import os
 
 import jax
@@ -26,6 +25,7 @@ import numpy as np
 import optax
 
 import znorm_optax
+from examples.training import metrics_log
 
 FILENAME = 'gradient_statistics.jsonl'
 STATISTICS = ('norm_before', 'std_before', 'norm_after', 'std_after')
@@ -86,12 +86,11 @@ def record(step: int, names: list[str], statistics: np.ndarray) -> dict:
                            for name, row in zip(STATISTICS, statistics, strict=True)}}
 
 
-class GradientStatisticsLog:
-  """``<workdir>/gradient_statistics.jsonl`` (written by process 0 only)."""
+class GradientStatisticsLog(metrics_log.JsonLinesLog):
+  """``<workdir>/gradient_statistics.jsonl``: one record per log step."""
 
   def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, FILENAME)
-    self._enabled = jax.process_index() == 0
+    super().__init__(os.path.join(workdir, FILENAME))
 
   def start(self, step: int) -> None:
     """Keeps only the records up to ``step``, where this run starts (0 or a checkpoint's).
@@ -100,17 +99,4 @@ class GradientStatisticsLog:
     or to another run in the same work directory.
     """
     if self._enabled and os.path.exists(self.path):
-      kept = [r for r in read(self.path) if r['step'] <= step]
-      with open(self.path, 'w') as f:
-        f.writelines(json.dumps(r) + '\n' for r in kept)
-
-  def write(self, log_record: dict) -> None:
-    if self._enabled:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps(log_record) + '\n')
-
-
-def read(path: str) -> list[dict]:
-  """The records of a ``gradient_statistics.jsonl`` file."""
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+      self.rewrite([r for r in metrics_log.read(self.path) if r['step'] <= step])

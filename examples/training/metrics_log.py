@@ -1,4 +1,4 @@
-"""Per-epoch metrics as JSON lines (written by process 0 only)."""
+"""Records as JSON lines, written by process 0 only: ``metrics.jsonl`` and the like."""
 
 import json
 import os
@@ -6,11 +6,11 @@ import os
 import jax
 
 
-class MetricsLog:
-  """Appends one JSON object per line to ``<workdir>/metrics.jsonl``."""
+class JsonLinesLog:
+  """Appends one JSON object per line to ``path``."""
 
-  def __init__(self, workdir: str):
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+  def __init__(self, path: str):
+    self.path = path
     self._enabled = jax.process_index() == 0
 
   def rewrite(self, records: list[dict]) -> None:
@@ -25,7 +25,14 @@ class MetricsLog:
         f.write(json.dumps(record) + '\n')
 
 
+class MetricsLog(JsonLinesLog):
+  """``<workdir>/metrics.jsonl``: one record per epoch."""
+
+  def __init__(self, workdir: str):
+    super().__init__(os.path.join(workdir, 'metrics.jsonl'))
+
+
 def read(path: str) -> list[dict]:
-  """Reads the records of a ``metrics.jsonl`` file."""
+  """Reads the records of a JSON-lines file such as ``metrics.jsonl``."""
   with open(path) as f:
     return [json.loads(line) for line in f if line.strip()]

@@ -11,6 +11,7 @@ from matplotlib import ticker
 
 from examples.training import gradient_log
 from examples.training import methods as methods_lib
+from examples.training import metrics_log
 from examples.training import sweep
 from examples.training.sweep import RunResult
 
@@ -112,7 +113,7 @@ def gradient_depth_profiles(results: Sequence[RunResult],
   for key, runs in _group(results).items():
     paths = [os.path.join(sweep.run_directory(workdir, run.model, run.method, run.seed),
                           gradient_log.FILENAME) for run in runs]
-    records = [gradient_log.read(path) for path in paths if os.path.exists(path)]
+    records = [metrics_log.read(path) for path in paths if os.path.exists(path)]
     if len(records) < len(runs) or not all(records):
       continue
     names = list(records[0][0]['norm_before'])

@@ -10,6 +10,7 @@ from flax import nnx
 
 from examples.training import gradient_log
 from examples.training import methods
+from examples.training import metrics_log
 from examples.training import report
 from examples.training import sweep
 from tests.examples.training import tiny
@@ -53,7 +54,7 @@ def test_first_step_statistics_match_float64_reference(tmp_path, parallel, metho
   config = tiny.config(method=method, parallel=parallel, num_epochs=2, log_every_steps=1,
                        log_gradient_statistics=True)
   tiny.fit(tmp_path, config, num_train=8)
-  records = gradient_log.read(tmp_path / gradient_log.FILENAME)
+  records = metrics_log.read(tmp_path / gradient_log.FILENAME)
   assert [r['step'] for r in records] == [1, 2]
 
   params = nnx.to_pure_dict(nnx.state(tiny.TASK.create_model(nnx.Rngs(config.seed), None),
@@ -94,10 +95,10 @@ def test_start_keeps_the_records_up_to_the_start_step(tmp_path):
   for step in (2, 4, 6):
     log.write(gradient_log.record(step, ['w'], np.full((4, 1), float(step))))
   log.start(4)  # A resume from the checkpoint of step 4.
-  assert [r['step'] for r in gradient_log.read(log.path)] == [2, 4]
-  assert gradient_log.read(log.path)[1]['norm_after'] == {'w': 4.0}
+  assert [r['step'] for r in metrics_log.read(log.path)] == [2, 4]
+  assert metrics_log.read(log.path)[1]['norm_after'] == {'w': 4.0}
   log.start(0)  # A fresh run.
-  assert gradient_log.read(log.path) == []
+  assert metrics_log.read(log.path) == []
 
 
 def test_report_plots_the_logged_norms_against_depth(tmp_path):
