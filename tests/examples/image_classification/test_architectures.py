@@ -32,9 +32,6 @@ from tests.examples.saved import final_state
 
 NEW_MODELS = tuple(models.ARCHITECTURES)
 TINY_WIDTH = {'densenet121': 2, 'densenet169': 2, 'mobilenetv2': 4, 'vgg16': 4, 'xception': 4}
-# DenseNet-169 is DenseNet-121's code with longer blocks (its parameter count checks those);
-# compiling its train step for the smoke tests would take minutes of the suite's 20.
-SMOKE_MODELS = tuple(name for name in NEW_MODELS if name != 'densenet169')
 BN_MOMENTUM, BN_AXIS = 0.8, 'devices'
 
 REFERENCE_PARAMETERS = {
@@ -209,7 +206,7 @@ def digits_batch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', SMOKE_MODELS)
+@pytest.mark.parametrize('name', NEW_MODELS)
 @pytest.mark.parametrize('size', [32, 16])
 def test_forward_pass(name, size):
   images = jax.random.normal(jax.random.key(size), (2, size, size, 1))
@@ -219,7 +216,7 @@ def test_forward_pass(name, size):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', SMOKE_MODELS)
+@pytest.mark.parametrize('name', NEW_MODELS)
 def test_one_training_step_per_method_lowers_the_loss_on_digits(name, digits_batch):
   model = _tiny(name)
   loss, grads = _train_loss_and_grads(model, digits_batch)
