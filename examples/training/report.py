@@ -75,8 +75,14 @@ def plot_curves(results: Sequence[RunResult], curves: Sequence[Column], path: st
         ax.plot(epochs, mean, label=methods_lib.DESCRIPTIONS.get(method, method))
         ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
       ax.set(title=f'{model}: {label}', xlabel='epoch', ylabel=label)
-      ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-      ax.grid(alpha=0.3)
+  return _save(figure, axes, path)
+
+
+def _save(figure: mpl_figure.Figure, axes: np.ndarray, path: str) -> str:
+  """Integer x ticks and a grid on every panel, the legend on the top right one, the PNG."""
+  for ax in axes.flat:
+    ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
   axes[0, -1].legend(fontsize='small')
   figure.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -151,13 +157,7 @@ def plot_gradient_norms(profiles: dict[tuple[str, str], DepthProfile], path: str
       steps = sorted({p.steps[column] for p in groups.values()})
       ax.set(title=f'{model}: {when} logged step ({", ".join(map(str, steps))})',
              xlabel='leaf index (parameter order)', ylabel='gradient L2 norm', yscale='log')
-      ax.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-      ax.grid(alpha=0.3)
-  axes[0, -1].legend(fontsize='small')
-  figure.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  figure.savefig(path, dpi=120)
-  return path
+  return _save(figure, axes, path)
 
 
 def write_report(
