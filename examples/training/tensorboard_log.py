@@ -17,6 +17,8 @@ the values a previous run in the same directory logged after step ``s``
 """
 
 import json
+import os
+import time
 
 import jax
 import numpy as np
@@ -38,7 +40,12 @@ class TensorBoardLog:
     self._writer = None
     if jax.process_index() == 0:
       # Everything up to start_step was logged before its checkpoint was saved; the rest was not.
-      self._writer = tensorboardX.SummaryWriter(workdir, purge_step=start_step + 1)
+      # tensorboardX names a file by the second and the host and opens it with 'wb', so a run
+      # resumed within the same second would truncate the last one's file. TensorBoard reads
+      # files in name order: the nanosecond suffix keeps them unique and in time order.
+      suffix = f'.{time.time_ns()}.{os.getpid()}'
+      self._writer = tensorboardX.SummaryWriter(
+          workdir, purge_step=start_step + 1, filename_suffix=suffix)
       # Indented four spaces: a code block in the text plugin's Markdown.
       text = json.dumps(config_json, indent=2, sort_keys=True).replace('\n', '\n    ')
       self._writer.add_text('config', '    ' + text, start_step)

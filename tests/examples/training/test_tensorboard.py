@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from tensorboardX.proto import event_pb2
 
 from examples.training import loop
 from examples.training import metrics_log
+from examples.training import tensorboard_log
 from tests.examples.training import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -100,6 +102,18 @@ def test_resumed_run_replaces_the_steps_after_its_checkpoint(tmp_path):
   scalars, _ = _shown(tmp_path)
   _check_epochs_match_metrics_jsonl(tmp_path, scalars)
   assert [r['step'] for r in history] == [8, 16]
+
+
+def test_runs_started_in_the_same_second_keep_their_own_files_in_order(tmp_path, monkeypatch):
+  # tensorboardX names a file by the second; a resume within it must not truncate the last file.
+  monkeypatch.setattr(time, 'time', lambda: 1795901080.0)
+  for start_step in (0, 8):
+    log = tensorboard_log.TensorBoardLog(str(tmp_path), start_step=start_step, config_json={})
+    log.scalars('epoch', {'train_loss': float(start_step)}, start_step + 1)
+    log.close()
+  scalars, _ = _shown(tmp_path)
+  assert scalars['epoch/train_loss'] == {1: 0.0, 9: 8.0}
+  assert len(glob.glob(f'{tmp_path}/events.out.tfevents.*')) == 2
 
 
 def test_events_are_written_when_a_run_stops_for_nan(tmp_path):
