@@ -10,7 +10,11 @@ optimized HLO to ``--out/<tree>.<optimizer>.hlo.txt`` and prints:
   conditionals (each counted once: a loop body that runs N times counts once,
   and only one branch of a conditional runs);
 * bytes: XLA's cost analysis of the bytes accessed, and that over the floor
-  of 7 passes over the parameters (Adam reads g, m, v, p and writes m, v, p).
+  of 7 passes over the parameters (Adam reads g, m, v, p and writes m, v, p);
+* what compile time grows with on XLA:CPU: the instructions of the
+  unoptimized module, which every HLO pass walks, and the distinct fused
+  kernels, each compiled by LLVM once however often it runs (identical
+  kernels, such as Adam's for leaves of one shape, are compiled once).
 
 For XLA's own dump of every pass, run it with ``XLA_FLAGS=--xla_dump_to=DIR``.
 
@@ -33,6 +37,9 @@ _NO_WORK = frozenset({'parameter', 'constant', 'tuple', 'get-tuple-element', 'bi
 _CONTROL_FLOW = frozenset({'while', 'conditional', 'call'})
 _COMPUTATION = re.compile(r'^(ENTRY )?%(\S+) .*\{$')
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT\s+)?%\S+\s*=\s*.*?\s([a-z][a-z0-9-]*)\(')
+_ANY_INSTRUCTION = re.compile(r'^\s+(?:ROOT\s+)?%?[\w.\-]+\s*=\s')
+_NAME = re.compile(r'%[\w.\-]+')
+_METADATA = re.compile(r', metadata=\{[^}]*\}')
 _CALLED = re.compile(r'(?:condition|body|to_apply|branch_computations|true_computation|'
                      r'false_computation)=\{?([^}]*?)(?=\}|,\s*[a-z_]+=|$)')
 
@@ -75,6 +82,22 @@ def entry_launches(hlo_text):
   return counts
 
 
+def distinct_kernels(hlo_text):
+  """The number of different fused computations, compared with names and metadata left out."""
+  computations, _ = _computations(hlo_text)
+  bodies = set()
+  for name, lines in computations.items():
+    if 'fus' in name:  # fused_computation.N, wrapped_*_computation, ..._fusion
+      body = '\n'.join(_METADATA.sub('', line) for line in lines)
+      bodies.add(_NAME.sub('%', body))
+  return len(bodies)
+
+
+def instruction_count(hlo_text):
+  """The number of instructions in all computations of ``hlo_text`` (names with or without %)."""
+  return sum(1 for line in hlo_text.splitlines() if _ANY_INSTRUCTION.match(line))
+
+
 def bytes_accessed(compiled):
   """XLA's estimate of the bytes one run of ``compiled`` reads and writes."""
   analysis = compiled.cost_analysis()
@@ -110,17 +133,19 @@ def main():
     params = jax.tree.map(lambda g: jax.ShapeDtypeStruct(g.shape, g.dtype), grads)
     floor = 7 * sum(g.size * g.dtype.itemsize for g in jax.tree.leaves(grads))
     print(f'\n{name}: {len(jax.tree.leaves(grads))} leaves, floor {floor / 1e6:.1f} MB per step')
-    print(f'{"optimizer":34s} {"launches":>8s} {"MB":>9s} {"x floor":>7s}  launches by opcode')
+    print(f'{"optimizer":34s} {"launches":>8s} {"MB":>9s} {"x floor":>7s} {"kernels":>7s} '
+          f'{"HLO in":>7s}  launches by opcode')
     for label in labels:
       tx = overhead.OPTIMIZERS[label]()
-      compiled = jax.jit(overhead.step_fn(tx)).lower(
-          params, jax.eval_shape(tx.init, params), params).compile()
+      lowered = jax.jit(overhead.step_fn(tx)).lower(params, jax.eval_shape(tx.init, params), params)
+      compiled = lowered.compile()
       text = compiled.as_text()
       safe_label = re.sub(r'[^A-Za-z0-9_]+', '_', label).strip('_')
       (out / f'{name}.{safe_label}.hlo.txt').write_text(text)
       launches = entry_launches(text)
       moved = bytes_accessed(compiled)
-      print(f'{label:34s} {sum(launches.values()):8d} {moved / 1e6:9.1f} {moved / floor:7.2f}  '
+      print(f'{label:34s} {sum(launches.values()):8d} {moved / 1e6:9.1f} {moved / floor:7.2f} '
+            f'{distinct_kernels(text):7d} {instruction_count(lowered.as_text(dialect="hlo")):7d}  '
             + ', '.join(f'{op} {n}' for op, n in launches.most_common()))
 
 

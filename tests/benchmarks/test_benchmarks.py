@@ -122,11 +122,30 @@ def test_step_hlo_counts_launches(tmp_path, monkeypatch, capsys):
   step_hlo.main()
   out = capsys.readouterr().out
   assert 'adam' in out and 'chain(znorm, adam)' in out
+  assert 'kernels' in out and 'HLO in' in out
   hlo_files = sorted(path.name for path in tmp_path.iterdir())
   assert hlo_files == ['tiny.adam.hlo.txt', 'tiny.chain_znorm_adam.hlo.txt']
   launches = step_hlo.entry_launches((tmp_path / 'tiny.adam.hlo.txt').read_text())
   assert launches['fusion'] >= 1
   assert 'parameter' not in launches
+
+
+def _adam_step_texts(shapes):
+  tx = optax.adam(1e-3)
+  params = [jax.ShapeDtypeStruct(shape, jnp.float32) for shape in shapes]
+  lowered = jax.jit(overhead.step_fn(tx)).lower(params, jax.eval_shape(tx.init, params), params)
+  return lowered.as_text(dialect='hlo'), lowered.compile().as_text()
+
+
+def test_step_hlo_counts_a_shape_s_kernels_once_and_every_leaf_s_instructions():
+  one, two_alike, two_shapes = (_adam_step_texts(s) for s in (
+      [(3, 4)], [(3, 4), (3, 4)], [(3, 4), (5,)]))
+  kernels = [step_hlo.distinct_kernels(optimized) for _, optimized in (one, two_alike, two_shapes)]
+  assert kernels[0] >= 1
+  assert kernels[1] == kernels[0]  # A second leaf of the same shape reuses its kernels.
+  assert kernels[2] > kernels[0]
+  instructions = [step_hlo.instruction_count(hlo) for hlo, _ in (one, two_alike)]
+  assert 0 < instructions[0] < instructions[1]
 
 
 @pytest.mark.parametrize('loop', [pytest.param('device', marks=pytest.mark.slow), 'host'])
