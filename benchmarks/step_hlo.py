@@ -38,6 +38,8 @@ _CONTROL_FLOW = frozenset({'while', 'conditional', 'call'})
 _COMPUTATION = re.compile(r'^(ENTRY )?%(\S+) .*\{$')
 _INSTRUCTION = re.compile(r'^\s*(?:ROOT\s+)?%\S+\s*=\s*.*?\s([a-z][a-z0-9-]*)\(')
 _ANY_INSTRUCTION = re.compile(r'^\s+(?:ROOT\s+)?%?[\w.\-]+\s*=\s')
+_FUSION_CALLS = re.compile(r' fusion\(.*?calls=%([\w.\-]+)')
+_APPLIED = re.compile(r'to_apply=%([\w.\-]+)')
 _NAME = re.compile(r'%[\w.\-]+')
 _METADATA = re.compile(r', metadata=\{[^}]*\}')
 _CALLED = re.compile(r'(?:condition|body|to_apply|branch_computations|true_computation|'
@@ -83,14 +85,20 @@ def entry_launches(hlo_text):
 
 
 def distinct_kernels(hlo_text):
-  """The number of different fused computations, compared with names and metadata left out."""
+  """The number of different fusion bodies, compared with names and metadata left out.
+
+  A body includes the computations it applies (a reduction's ``add`` or ``max``).
+  """
   computations, _ = _computations(hlo_text)
-  bodies = set()
-  for name, lines in computations.items():
-    if 'fus' in name:  # fused_computation.N, wrapped_*_computation, ..._fusion
-      body = '\n'.join(_METADATA.sub('', line) for line in lines)
-      bodies.add(_NAME.sub('%', body))
-  return len(bodies)
+
+  def canonical(name):
+    lines = computations.get(name, [])
+    applied = [canonical(called) for line in lines for called in _APPLIED.findall(line)]
+    return '\n'.join([_NAME.sub('%', _METADATA.sub('', line)) for line in lines] + applied)
+
+  fused = {name for lines in computations.values() for line in lines
+           for name in _FUSION_CALLS.findall(line)}
+  return len({canonical(name) for name in fused})
 
 
 def instruction_count(hlo_text):
