@@ -57,6 +57,14 @@ def concrete_int(value: Any) -> int | None:
     return None
 
 
+def concrete_float(value: Any) -> float | None:
+  """`value` as a float, or None where it is traced."""
+  try:
+    return float(value)
+  except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
+    return None
+
+
 def check_static_options(
     caller: str, *, mask: Any = None, per_channel: Any = False, stacked_axes: Any = None
 ) -> None:

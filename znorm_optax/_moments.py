@@ -7,14 +7,20 @@ Two passes per leaf, accumulated in at least float32:
    far above its spread keeps its digits;
 2. ``mean(((x - shift) - offset)**2)``.
 
-When a result leaves float32's range (an exploding gradient whose squares
-overflow, squares that underflow, or ``x - shift`` itself overflowing) both
-passes are redone, under one ``lax.cond`` for the whole tree, on values scaled
-by a power of two per group. The moments then stay exact and finite for any
-finite input.
+Every leaf is reduced on its own, with no branch: the program grows by a few
+instructions per leaf and leaves of one shape compile to the same kernels.
 
-Small whole-leaf groups of equal size are stacked and reduced together, so a
-tree of hundreds of biases and norm scales costs a few kernels, not hundreds.
+Range. Plain, the squares are taken in float32 as they are. They stay exact
+while the sum of a group's squared deviations fits float32, which covers every
+gradient a network produces (|g - mean| up to about 1e19 / sqrt(group size));
+beyond that the std is infinite and :func:`standardize` returns NaN, never a
+finite wrong value. Squares below float32's smallest normal are lost, which
+only matters for stds below about 1e-18, so only where eps is tiny.
+Rescaled, each group is first divided by a power of two near its largest
+magnitude, and the moments are exact for every finite input, at the cost of
+one more read of each leaf: ZNorm rescales where ``eps`` is below
+``RESCALE_BELOW_EPS`` or traced (:func:`tiny_stds_matter`), Gradient
+Centralization and :func:`gradient_statistics` always.
 
 The reductions work on sharded leaves under ``jax.jit`` (Auto and Explicit
 mesh axes) and, with ``axis_name``, across the slices that ``shard_map`` or
@@ -29,11 +35,11 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
+from znorm_optax import _leaves
 from znorm_optax._leaves import AxisName
 
-# Whole-leaf groups up to this size are stacked with the others of their size
-# and reduced together.
-BATCHED_LEAF_SIZE = 4096
+RESCALE_BELOW_EPS = 1e-13
+"""Below this eps, stds under 1e-18 (whose squares underflow) still matter next to eps."""
 
 
 def accumulation_dtype(dtype) -> jnp.dtype:
@@ -44,48 +50,48 @@ def accumulation_dtype(dtype) -> jnp.dtype:
 class Moments(NamedTuple):
   """Moments of every group of one leaf, each shaped to broadcast against the leaf.
 
-  All fields but `scale` are in units of `scale`, a power of two per group that
-  is 1 unless the leaf's values are too large or too small for their squares.
+  All fields but `scale` are in units of `scale`, a power of two per group, or
+  None where the leaf's values are used as they are.
   """
 
-  scale: jax.Array
+  scale: jax.Array | None
   shift: jax.Array
   offset: jax.Array
   scaled_std: jax.Array
 
   @property
   def mean(self) -> jax.Array:
-    return self.scale * (self.shift + self.offset)
+    return _unscaled(self.shift + self.offset, self.scale)
 
   @property
   def std(self) -> jax.Array:
-    return self.scale * self.scaled_std
+    return _unscaled(self.scaled_std, self.scale)
+
+  @property
+  def root_mean_square(self) -> jax.Array:
+    """`sqrt(mean**2 + std**2)`, infinite only where it exceeds the largest float."""
+    return _unscaled(jnp.hypot(self.shift + self.offset, self.scaled_std), self.scale)
 
   def scaled_deviation(self, x: jax.Array) -> jax.Array:
     """`(x - mean) / scale`, exactly zero for a constant group."""
-    # The barrier keeps XLA from sharing `x - shift` between this elementwise
-    # use and the reduction that computed `offset`: shared, it would be
-    # written out to memory in full; unshared, each use fuses into its own loop.
-    shift = jax.lax.optimization_barrier(self.shift)
-    return (x.astype(shift.dtype) * (1 / self.scale) - shift) - self.offset
+    return (_scaled(x.astype(self.shift.dtype), self.scale) - self.shift) - self.offset
 
-  def centered(self, x: jax.Array) -> jax.Array:
-    """`x - mean`."""
-    return self.scaled_deviation(x) * self.scale
+  def inverse_std(self, eps: Any) -> jax.Array:
+    """`scale / (std + eps)`, NaN where the std is not finite.
 
-  def standardized(self, x: jax.Array, eps: Any) -> jax.Array:
-    """`(x - mean) / (std + eps)`, without forming the (possibly subnormal) `1 / std`."""
-    # A multiply by a per-group reciprocal, where a per-element divide would
-    # stop XLA from fusing the normalization into the consumer's loop.
-    inverse = 1 / (self.scaled_std + eps / self.scale)
-    return self.scaled_deviation(x) * inverse
+    Formed without `1 / std`, which may be subnormal; an infinite std (squares
+    that overflowed) would otherwise zero the whole group.
+    """
+    scaled_eps = eps if self.scale is None else eps / jax.lax.stop_gradient(self.scale)
+    inverse = 1 / (self.scaled_std + scaled_eps)
+    return jnp.where(jnp.isfinite(self.scaled_std), inverse, jnp.nan)
 
 
 def tree_moments(
     leaves: Sequence[jax.Array],
     axes: Sequence[tuple[int, ...]],
     *,
-    eps: Any = 0.0,
+    rescale: bool,
     axis_name: AxisName = None,
     with_std: bool = True,
 ) -> list[Moments]:
@@ -94,8 +100,8 @@ def tree_moments(
   Args:
     leaves: floating-point arrays.
     axes: for each leaf, the axes one statistic reduces over.
-    eps: the epsilon the std will be added to. Stds far below it need not be
-      exact, which spares the rescaled pass for tiny gradients.
+    rescale: whether to divide each group by a power of two first, so that the
+      moments are exact for any finite input.
     axis_name: the mapped axis (or axes) over which each device holds a slice
       of every leaf; the moments are then those of the whole leaf.
     with_std: whether to take the second pass; without it, `scaled_std` is NaN.
@@ -104,97 +110,83 @@ def tree_moments(
     One :class:`Moments` per leaf. Empty groups have NaN moments.
   """
   xs = [leaf.astype(accumulation_dtype(leaf.dtype)) for leaf in leaves]
-  blocks = _blocks(xs, axes, axis_name)
-  live_xs, live_axes = [b.values for b in blocks], [b.axes for b in blocks]
-  plain = _scaled_moments(live_xs, live_axes, None, axis_name, with_std)
-  unit = [jnp.ones_like(shift) for shift in plain[0]]
-
-  def rescaled(_):
-    scales = [_power_of_two_scale(x, a, axis_name) for x, a in zip(live_xs, live_axes)]
-    return scales, _scaled_moments(live_xs, live_axes, scales, axis_name, with_std)
-
-  checks = [jnp.isfinite(v) for v in plain[1] + plain[2]]
-  checks += [~_too_small(ms, eps) for ms in plain[2]]
-  needs_rescaling = ~jnp.all(jnp.stack([jnp.all(c) for c in checks])) if checks else False
-  scales, (shifts, offsets, mean_squares) = jax.lax.cond(
-      needs_rescaling, rescaled, lambda _: (unit, plain), None)
-
+  live = [i for i, x in enumerate(xs) if x.size]
+  scales = {i: _power_of_two_scale(xs[i], axes[i], axis_name) if rescale else None
+            for i in live}
+  values = {i: _scaled(xs[i], scales[i]) for i in live}
+  # On the CPU, a scalar that XLA can fold into a full-size loop gets written
+  # out at full size in front of the reduction that reads it; the barriers keep
+  # each scalar a scalar, so both passes read the leaf directly.
+  shifts = _cpu_barrier(
+      {i: _common_first_element(values[i], axes[i], axis_name) for i in live})
+  offsets = {i: _mean(values[i] - shifts[i], axes[i], axis_name) for i in live}
   results = [_empty_moments(x, a) for x, a in zip(xs, axes)]
   if not with_std:
-    mean_squares = [jnp.full_like(offset, jnp.nan) for offset in offsets]
-  for block, *fields in zip(blocks, scales, shifts, offsets, mean_squares):
-    stats = Moments(*fields[:3], _safe_sqrt(fields[3]))
-    if not block.stacked:
-      results[block.leaves[0]] = stats
-      continue
-    for row, index in enumerate(block.leaves):
-      shape = (1,) * xs[index].ndim
-      results[index] = Moments(*(field[row].reshape(shape) for field in stats))
+    for i in live:
+      results[i] = Moments(scales[i], shifts[i], offsets[i], jnp.full_like(offsets[i], jnp.nan))
+    return results
+  # Deviations as `(x - shift) - offset`, exact even where the mean's rounding
+  # is as large as the spread. Fresh copies of the scalars keep this pass's
+  # `x - shift` from being shared with the first pass's (and written out).
+  shifts, offsets = _cpu_barrier((shifts, offsets))
+  for i in live:
+    deviation = (values[i] - shifts[i]) - offsets[i]
+    mean_square = _mean(jnp.square(deviation), axes[i], axis_name)
+    results[i] = Moments(scales[i], shifts[i], offsets[i], _safe_sqrt(mean_square))
   return results
 
 
-class _Block(NamedTuple):
-  """Values whose groups are reduced together: one leaf, or equal-sized small leaves as rows."""
+def standardize(
+    leaves: Sequence[jax.Array], moments: Sequence[Moments], eps: Any
+) -> list[jax.Array]:
+  """`(x - mean) / (std + eps)` of each leaf, in its accumulation dtype; NaN where std is inf."""
+  inverses = [m.inverse_std(eps) for m in moments]
+  # As in tree_moments: the scalars stay scalars, and the normalization fuses
+  # into whatever consumes it (Adam's moments) instead of being written out.
+  moments, inverses = _cpu_barrier((list(moments), inverses))
+  return [m.scaled_deviation(x) * inverse for x, m, inverse in zip(leaves, moments, inverses)]
 
-  values: jax.Array
-  axes: tuple[int, ...]
-  leaves: list[int]  # The leaf of the block, or of each of its rows.
-  stacked: bool
+
+def center(leaves: Sequence[jax.Array], moments: Sequence[Moments]) -> list[jax.Array]:
+  """`x - mean` of each leaf, in its accumulation dtype."""
+  moments = _cpu_barrier(list(moments))
+  return [_unscaled(m.scaled_deviation(x), m.scale) for x, m in zip(leaves, moments)]
 
 
-def _blocks(xs, axes, axis_name) -> list[_Block]:
-  """Every non-empty leaf as a block, with small whole-leaf groups of one size stacked.
+def tiny_stds_matter(eps: Any) -> bool:
+  """Whether stds whose squares underflow float32 can still show next to `eps`."""
+  concrete = _leaves.concrete_float(eps)
+  return concrete is None or concrete < RESCALE_BELOW_EPS
 
-  Hundreds of tiny reductions (biases, norm scales) cost far more in kernel
-  launches than in arithmetic; stacked, a size costs a few kernels.
+
+def _cpu_barrier(values):
+  """`values` behind an optimization barrier where the computation is lowered for a CPU.
+
+  Elsewhere XLA fuses the scalars into the kernels that read them, which is
+  what a GPU or TPU wants: a barrier there would make each one a kernel launch.
   """
-  blocks, buckets = [], {}
-  for index, (x, a) in enumerate(zip(xs, axes)):
-    if not x.size:
-      continue
-    if (len(a) == x.ndim and x.size <= BATCHED_LEAF_SIZE and axis_name is None
-        and not _is_sharded_explicitly(x)):
-      buckets.setdefault((x.size, x.dtype), []).append(index)
-    else:
-      blocks.append(_Block(x, a, [index], stacked=False))
-  for indices in buckets.values():
-    if len(indices) == 1:
-      blocks.append(_Block(xs[indices[0]], axes[indices[0]], indices, stacked=False))
-    else:
-      rows = jnp.stack([xs[i].reshape(-1) for i in indices])
-      blocks.append(_Block(rows, (1,), indices, stacked=True))
-  return blocks
+  if not jax.tree.leaves(values):
+    return values
+  return jax.lax.platform_dependent(
+      values, cpu=jax.lax.optimization_barrier, default=lambda v: v)
 
 
-def _scaled_moments(xs, axes, scales, axis_name, with_std):
-  """Both passes on `x / scale` (or `x`): shifts, offsets and mean squares per group."""
-  scaled = xs if scales is None else [x * (1 / scale) for x, scale in zip(xs, scales)]
-  shifts = [_common_first_element(x, a, axis_name) for x, a in zip(scaled, axes)]
-  offsets = [_mean(x - s, a, axis_name) for x, s, a in zip(scaled, shifts, axes)]
-  if not with_std:
-    return shifts, offsets, []
-  # Deviations as `(x - shift) - offset`, exact even where the mean's rounding
-  # is as large as the spread. The barrier keeps this `x - shift` apart from
-  # the first pass's, so each pass fuses with its own read of `x` instead of
-  # sharing one written out to memory.
-  mean_squares = [
-      _mean(jnp.square((x - jax.lax.optimization_barrier(s)) - o), a, axis_name)
-      for x, s, o, a in zip(scaled, shifts, offsets, axes)
-  ]
-  return shifts, offsets, mean_squares
+# The scale is a constant of each group: stop_gradient keeps its (zero)
+# derivative symbolic, where an instantiated one would meet 0 / scale**2.
+def _scaled(x, scale):
+  return x if scale is None else x * (1 / jax.lax.stop_gradient(scale))
 
 
-def _too_small(mean_square: jax.Array, eps: Any) -> jax.Array:
-  """Whether squares may have underflowed where the std still matters next to eps."""
-  finfo = jnp.finfo(mean_square.dtype)
-  small = mean_square < finfo.smallest_normal / finfo.eps
-  # Below this the std is under 1e-5 of eps, and its error cannot show.
-  threshold = 1e-5 * jnp.asarray(eps, mean_square.dtype)
-  return small & (jnp.sqrt(finfo.smallest_normal / finfo.eps) > threshold)
+def _unscaled(x, scale):
+  return x if scale is None else x * jax.lax.stop_gradient(scale)
 
 
 def _power_of_two_scale(x, axes, axis_name):
-  """2**e with max|x| < 2**(e + 1) per group, so squares of `x / scale` fit float32."""
+  """2**e with max|x| < 2**(e + 1) per group, so squares of `x / scale` fit float32.
+
+  A group's spread is either zero or at least 2**-24 of its largest magnitude,
+  so the squared deviations of `x / scale` cannot underflow either.
+  """
   largest = jax.lax.stop_gradient(jnp.max(jnp.abs(x), axis=axes, keepdims=True))
   if axis_name is not None:
     largest = jax.lax.pmax(largest, axis_name)
@@ -207,18 +199,11 @@ def _power_of_two_scale(x, axes, axis_name):
 
 def _mean(x, axes, axis_name):
   total = jnp.sum(x, axis=axes, keepdims=True)
-  count = _size(x, axes)
+  count = _leaves.group_size(x.shape, axes)
   if axis_name is not None:
     total = jax.lax.psum(total, axis_name)
     count = count * jax.lax.psum(1, axis_name)
   return total / count
-
-
-def _size(x, axes) -> int:
-  size = 1
-  for axis in axes:
-    size *= x.shape[axis]
-  return size
 
 
 def _common_first_element(x, axes, axis_name):
@@ -257,18 +242,13 @@ def _explicit_spec(x) -> tuple | None:
   return spec
 
 
-def _is_sharded_explicitly(x) -> bool:
-  spec = _explicit_spec(x)
-  return spec is not None and any(s is not None for s in spec)
-
-
 def _kept_shape(x, axes):
   return tuple(1 if axis in axes else n for axis, n in enumerate(x.shape))
 
 
 def _empty_moments(x, axes) -> Moments:
   nan = jnp.full(_kept_shape(x, axes), jnp.nan, x.dtype)
-  return Moments(jnp.ones_like(nan), nan, nan, nan)
+  return Moments(None, nan, nan, nan)
 
 
 def _safe_sqrt(x: jax.Array) -> jax.Array:

@@ -115,7 +115,7 @@ def standardized(leaves: Sequence[jax.Array], eps: Any) -> list[jax.Array]:
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def _standardized(interpret, eps, leaves):
-  return [m.standardized(g, eps) for m, g in zip(leaf_moments(leaves, interpret), leaves)]
+  return _moments.standardize(leaves, leaf_moments(leaves, interpret), eps)
 
 
 @_standardized.defjvp
@@ -126,8 +126,8 @@ def _standardized_jvp(interpret, primals, tangents):
 
 def _xla_standardized(eps, leaves):
   moments = _moments.tree_moments(
-      leaves, [tuple(range(g.ndim)) for g in leaves], eps=eps)
-  return [m.standardized(g, eps) for m, g in zip(moments, leaves)]
+      leaves, [tuple(range(g.ndim)) for g in leaves], rescale=_moments.tiny_stds_matter(eps))
+  return _moments.standardize(leaves, moments, eps)
 
 
 def leaf_moments(leaves: Sequence[jax.Array], interpret: bool) -> list[_moments.Moments]:

@@ -65,10 +65,12 @@ def centralize(
         i for i, (g, s) in enumerate(zip(leaves, stacked)) if g.ndim - len(s) >= 2 and g.size]
     axes = [_leaves.statistic_axes(leaves[i].ndim, stacked[i], per_channel=True)
             for i in centralized]
+    kept = [leaves[i] for i in centralized]
+    # Rescaled, so that means of values near the largest float stay exact.
     stats = _moments.tree_moments(
-        [leaves[i] for i in centralized], axes, axis_name=axis_name, with_std=False)
-    for i, moments in zip(centralized, stats):
-      leaves[i] = moments.centered(leaves[i]).astype(leaves[i].dtype)
+        kept, axes, rescale=True, axis_name=axis_name, with_std=False)
+    for i, centered in zip(centralized, _moments.center(kept, stats)):
+      leaves[i] = centered.astype(leaves[i].dtype)
     return jax.tree.unflatten(treedef, leaves), state
 
   tx = optax.GradientTransformation(optax.init_empty_state, update_fn)

@@ -143,7 +143,9 @@ def _standardized(leaves, axes, indices, eps, axis_name) -> dict[int, jax.Array]
   if fast:
     outputs.update(zip(fast, _pallas.standardized([leaves[i] for i in fast], eps)))
   if rest:
+    rest_leaves = [leaves[i] for i in rest]
     stats = _moments.tree_moments(
-        [leaves[i] for i in rest], [axes[i] for i in rest], eps=eps, axis_name=axis_name)
-    outputs.update((i, m.standardized(leaves[i], eps)) for i, m in zip(rest, stats))
+        rest_leaves, [axes[i] for i in rest], rescale=_moments.tiny_stds_matter(eps),
+        axis_name=axis_name)
+    outputs.update(zip(rest, _moments.standardize(rest_leaves, stats, eps)))
   return outputs

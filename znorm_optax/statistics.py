@@ -58,17 +58,14 @@ def gradient_statistics(
   stacked = _leaves.stacked_axes_per_leaf(
       stacked_axes, grads, paths, leaves, caller='gradient_statistics')
   axes = [_leaves.statistic_axes(g.ndim, s) for g, s in zip(leaves, stacked)]
-  stats = _moments.tree_moments(leaves, axes, axis_name=axis_name)
+  stats = _moments.tree_moments(leaves, axes, rescale=True, axis_name=axis_name)
   results = {}
   for path, g, s, a, m in zip(paths, leaves, stacked, axes, stats):
     shape = tuple(g.shape[axis] for axis in s)
     size = _leaves.group_size(g.shape, a)
     if axis_name is not None:
       size *= jax.lax.psum(1, axis_name)
-    # sqrt(size * (mean**2 + std**2)), formed in the moments' scaled units so
-    # that it overflows only where the norm itself does.
-    root_mean_square = m.scale * jnp.hypot(m.shift + m.offset, m.scaled_std)
-    l2_norm = jnp.sqrt(jnp.asarray(size, m.scale.dtype)) * root_mean_square
+    l2_norm = jnp.sqrt(jnp.asarray(size, m.offset.dtype)) * m.root_mean_square
     if g.size == 0:
       l2_norm = jnp.zeros_like(l2_norm)
     results[path] = LeafStatistics(

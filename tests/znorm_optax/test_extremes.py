@@ -1,4 +1,13 @@
-"""Statistics stay finite and exact for any finite float32 input, up to the largest float32.
+"""Exactness at the edges of float32, and NaN (never finite garbage) beyond them.
+
+What was chosen (issue "XLA path"): with the default eps, ZNorm takes its
+squares as they are, so a leaf whose squared deviations overflow float32 comes
+out all NaN, which `optax.apply_if_finite` and the training loop's
+`on_nonfinite` handle; a program without a fallback branch compiles in a
+fraction of the time. Where eps is tiny (below `RESCALE_BELOW_EPS`, or traced),
+and in Gradient Centralization and `gradient_statistics`, every group is first
+divided by a power of two, and the results are exact for any finite input up to
+the largest float32.
 
 Subnormal inputs (below 1.2e-38) are left out of the exactness checks: XLA:CPU
 flushes them to zero in arithmetic, in this library as in the optimizer after it.
@@ -56,6 +65,39 @@ def test_znorm_and_centralize_stay_exact(jit):
     expected = reference.centralize(g)
     if np.all(np.abs(expected) <= BIGGEST):  # The result itself is representable.
       assert _relative_error(centralized[name], expected, np.max(np.abs(g))) <= 1e-5, name
+
+
+@pytest.mark.parametrize('jit', [False, True])
+def test_default_eps_gives_nan_beyond_float32_squares_and_stays_exact_within(jit):
+  cases = _cases()
+  beyond = ('full_range', 'opposite_extremes', 'uniform_full_range', 'huge_mean',
+            'huge_per_channel', 'mixed_scales')
+  within = {
+      'smallest_normals': cases['smallest_normals'],
+      # Squared deviations up to 1e36, and a mean 1e4 stds away: still exact.
+      'large': (1e18 * np.random.default_rng(42).standard_normal(100)).astype(np.float32),
+      'large_mean': (1e12 + 1e8 * np.random.default_rng(43).standard_normal(100)
+                     ).astype(np.float32),
+  }
+  normalize = znorm_optax.znorm().update
+  normalize = jax.jit(normalize) if jit else normalize
+  normalized, _ = normalize({**{name: cases[name] for name in beyond}, **within}, None)
+  for name in beyond:
+    assert np.all(np.isnan(normalized[name])), name
+  for name, g in within.items():
+    assert _relative_error(normalized[name], reference.znorm(g), 1.0) <= 1e-5, name
+
+
+def test_beyond_float32_squares_only_the_offending_group_is_nan():
+  g = _cases()['huge_per_channel']  # Channels of scale 1e38, 1, 1e-30 and 3e37.
+  normalized, _ = jax.jit(znorm_optax.znorm(per_channel=True).update)(g, None)
+  expected = reference.znorm(g, per_channel=True)
+  for channel, overflows in enumerate((True, False, False, True)):
+    column = np.asarray(normalized[:, channel])
+    if overflows:
+      assert np.all(np.isnan(column)), channel
+    else:
+      assert np.max(np.abs(column - expected[:, channel])) <= 1e-5, channel
 
 
 def test_gradient_statistics_stay_exact():

@@ -229,16 +229,24 @@ class ZnormNumericsTest(chex.TestCase):
 
   def test_large_finite_gradients_are_normalized(self):
     # Exploding but finite gradients, the case ZNorm exists for. Their squares
-    # overflow float32 (above ~1.8e19), so a naive variance turns them into zeros.
+    # overflow float32 above ~1.8e19, so a naive variance turns them into zeros.
     rng = np.random.default_rng(10)
     grads = {
-        'fp32': jnp.asarray(1e25 * rng.standard_normal(300), jnp.float32),
-        'bf16': jnp.asarray(1e36 * (0.2 + rng.standard_normal((30, 10))), jnp.bfloat16),
+        'fp32': jnp.asarray(1e17 * rng.standard_normal(300), jnp.float32),
+        'bf16': jnp.asarray(1e17 * (0.2 + rng.standard_normal((30, 10))), jnp.bfloat16),
     }
+    beyond = {name: 1e8 * g for name, g in grads.items()}  # Squares past float32's range.
     tx = znorm_optax.znorm()
     updates, _ = jax.jit(tx.update)(grads, tx.init(grads))
     for name, g in grads.items():
       reference.assert_close(updates[name], reference.znorm(g), atol=1e-5)
+    # Beyond float32's squares: NaN with the default eps (never finite garbage),
+    # exact where eps is tiny and the statistics are rescaled.
+    updates, _ = jax.jit(tx.update)(beyond, tx.init(beyond))
+    rescaled, _ = jax.jit(znorm_optax.znorm(eps=0.0).update)(beyond, None)
+    for name, g in beyond.items():
+      assert np.all(np.isnan(updates[name])), name
+      reference.assert_close(rescaled[name], reference.znorm(g, eps=0.0), atol=1e-5)
 
   def test_tiny_gradients_with_zero_eps_are_normalized(self):
     # eps=0 is allowed; a non-constant leaf of scale 1e-30 then has an exact,

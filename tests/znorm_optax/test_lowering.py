@@ -1,0 +1,55 @@
+"""The update lowers for TPUs and GPUs on a CPU-only host, as ahead-of-time compilation does.
+
+Nothing that cannot lower for those platforms may sit in the path their users
+run; the CPU-only optimization barriers must be absent from it.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+
+import znorm_optax
+from tests.znorm_optax import reference
+from tests.znorm_optax import trees
+
+TRANSFORMS = {
+    'znorm_adam': lambda: znorm_optax.znorm_adam(1e-3),
+    'chain(znorm, adam)': lambda: optax.chain(znorm_optax.znorm(), optax.adam(1e-3)),
+    'per_channel, stacked': lambda: znorm_optax.znorm(per_channel=True, stacked_axes=0),
+    'eps=0 (rescaled)': lambda: znorm_optax.znorm(eps=0.0),
+    'centralize': znorm_optax.centralize,
+}
+
+
+def _lowered_update(tx, platform):
+  grads = trees.mixed_tree(0)
+  abstract = jax.tree.map(lambda g: jax.ShapeDtypeStruct(g.shape, g.dtype), grads)
+  state = jax.eval_shape(tx.init, abstract)
+
+  def step(params, state, grads):
+    updates, state = tx.update(grads, state, params)
+    return optax.apply_updates(params, updates), state
+
+  return jax.jit(step).trace(abstract, state, abstract).lower(lowering_platforms=(platform,))
+
+
+@pytest.mark.parametrize('platform', ['tpu', 'cuda', 'rocm'])
+@pytest.mark.parametrize('name', sorted(TRANSFORMS))
+def test_update_lowers_for_accelerators_without_cpu_barriers(name, platform):
+  text = _lowered_update(TRANSFORMS[name](), platform).as_text()
+  assert 'optimization_barrier' not in text
+  assert 'stablehlo.reduce' in text
+
+
+def test_cpu_lowering_keeps_scalars_behind_barriers():
+  text = _lowered_update(znorm_optax.znorm(), 'cpu').as_text()
+  assert 'optimization_barrier' in text
+
+
+def test_lowered_for_tpu_and_cpu_at_once_still_runs_here():
+  tx = znorm_optax.znorm()
+  grads = {'w': jnp.arange(6.0).reshape(2, 3)}
+  exported = jax.export.export(jax.jit(lambda g: tx.update(g, None)[0]),
+                               platforms=('tpu', 'cpu'))(grads)
+  reference.assert_close(exported.call(grads)['w'], reference.znorm(grads['w']))
