@@ -31,9 +31,12 @@ def znorm(
   ``optax.chain(znorm(), optax.adam(1e-3))``.
 
   The statistics are accumulated in at least float32, so bfloat16 and float16
-  leaves are upcast; each output keeps its leaf's dtype. A leaf containing NaN
-  or Inf becomes NaN in the output, never silently finite, so
-  :func:`optax.apply_if_finite` can still skip the step.
+  leaves are upcast; each output keeps its leaf's dtype. They are exact (within
+  1e-5 of float64) for every leaf whose squared deviations fit float32. A leaf
+  containing NaN or Inf, or whose squared deviations overflow float32, becomes
+  NaN in the output, never silently finite, so :func:`optax.apply_if_finite`
+  can still skip the step. With ``eps`` below 1e-13 the leaves are rescaled
+  first, and the statistics are exact up to the largest float32.
 
   Leaves whose statistic groups have fewer than ``min_size`` elements (by
   default: scalars and size-1 leaves) pass through unchanged, since eq. 1 maps
