@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Everything a GPU session checks, in one device call of about 6 minutes:
+#   -. the XLA statistics path forced, device time on the GPT-2 and ResNet-56 trees (overhead.py),
 #   0. the Pallas statistics path: correctness against float64 on this GPU, and device time of
 #      both paths with their peers on the GPT-2 and ResNet-56 trees (pallas_check.py),
 #   1. device-timed optimizer steps on the ResNet-50 tree (overhead.py --timing=device),
@@ -51,11 +52,17 @@ print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version
 print(jax.devices())
 jax.print_environment_info()'
 
-# The Pallas path first: its correctness decides whether _DEFAULT_KERNELS may become 'auto'.
-# It also times GPT-2 and ResNet-56 (both paths, Adam, naive ZNorm and clipping, interleaved).
-part pallas_check 130 "$PYTHON" benchmarks/pallas_check.py --rounds=5
+# Issue "XLA path", line 3: the XLA statistics path forced, device time over Adam on the GPT-2
+# and ResNet-56 trees (targets: GPT-2 <= 1.35, ResNet-56 <= clip_by_global_norm + Adam, both
+# below the naive tree.map), plus each step's compile time there.
+part xla_path 75 env ZNORM_OPTAX_KERNELS=xla "$PYTHON" benchmarks/overhead.py --timing=device \
+  --trees=transformer,resnet56 --rounds=5
 
-part overhead_device 60 "$PYTHON" benchmarks/overhead.py --timing=device --trees=resnet50 --rounds=5
+# Then the Pallas path: its correctness decides whether _DEFAULT_KERNELS may become 'auto'.
+# It also times GPT-2 and ResNet-56 (both paths, Adam, naive ZNorm and clipping, interleaved).
+part pallas_check 100 "$PYTHON" benchmarks/pallas_check.py --rounds=5
+
+part overhead_device 45 "$PYTHON" benchmarks/overhead.py --timing=device --trees=resnet50 --rounds=5
 
 part step_hlo 30 "$PYTHON" benchmarks/step_hlo.py --out="$OUT/hlo" --trees=resnet56,transformer \
   --optimizers='adam;znorm_adam;chain(znorm, adam);chain(naive znorm, adam)'
@@ -76,7 +83,7 @@ part train_throughput 55 "$PYTHON" benchmarks/train_throughput.py --batch_size=2
 echo
 echo "=== results (full outputs in $OUT)"
 cat "$OUT/summary.txt"
-for name in pallas_check overhead_device step_hlo train_throughput; do
+for name in xla_path pallas_check overhead_device step_hlo train_throughput; do
   echo "--- $name"
   grep -v '^\s*$' "$OUT/$name.txt" | tail -n 40
 done

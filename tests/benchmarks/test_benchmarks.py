@@ -12,6 +12,7 @@ import optax
 import pytest
 from flax import nnx
 
+from benchmarks import compile_time
 from benchmarks import overhead
 from benchmarks import step_hlo
 from benchmarks import train_throughput
@@ -158,3 +159,14 @@ def test_train_throughput_runs(loop, monkeypatch, capsys):
   out = capsys.readouterr().out
   assert f'{loop} loop' in out
   assert 'ratio znorm / adam' in out
+
+
+def test_compile_time_compiles_a_fresh_train_step_per_optimizer(capsys, monkeypatch):
+  monkeypatch.setattr(sys, 'argv', [
+      'compile_time.py', '--models=resnet20', '--width=2', '--batch_size=2', '--image_size=8',
+      '--rounds=1', '--optimizers=znorm_adam'])
+  compile_time.main()
+  out = capsys.readouterr().out
+  assert 'resnet20 (width 2), batch 2, 8x8 images' in out
+  for label in ('adam', 'znorm_adam'):  # Adam, the baseline, is always measured.
+    assert f'\n{label} ' in out
