@@ -21,6 +21,12 @@ cleans in a thread that ``CheckpointManager.close`` does not wait for, so a
 checkpointer that only read left it running into the next checkpointer's cleanup
 of the same directory (``FileNotFoundError``). A checkpointer that only reads
 (``load_model``) deletes no temporary directory: another process may be writing it.
+
+A reader (``read_only=True``: ``load_model``) changes nothing: it creates no
+directory, writes no manifest and moves no damaged checkpoint aside; it only
+warns and falls back. An ``OSError`` while saving (a full disk, an I/O error, a
+read-only directory) raises :class:`~examples.training.errors.WriteError`
+naming the checkpoint; the checkpoints saved before it stay.
 """
 
 import json
@@ -37,6 +43,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from jax.experimental import multihost_utils
+
+from examples.training import errors
 
 ARRAY_ITEMS = ('model', 'optimizer')
 JSON_ITEMS = ('loop', 'config')
@@ -94,6 +102,14 @@ def _file_checksums(directory: str) -> dict[str, list[int]]:
   return sums
 
 
+def _raise_as_write_error(path: str, error: Exception):
+  """Raises ``error`` as a :class:`WriteError` naming ``path`` if an ``OSError`` caused it."""
+  os_error = errors.os_error_in(error)
+  if os_error is None:
+    raise error
+  raise errors.WriteError(path, os_error) from error
+
+
 def _mismatches(expected: dict, actual: dict) -> list[str]:
   return sorted(k for k in expected.keys() | actual.keys() if expected.get(k) != actual.get(k))
 
@@ -108,17 +124,19 @@ class Checkpointer:
   ``max_to_keep``.
   """
 
-  def __init__(self, workdir: str, every_steps: int = 1, max_to_keep: int = 2):
+  def __init__(self, workdir: str, every_steps: int = 1, max_to_keep: int = 2, *,
+               read_only: bool = False):
     if every_steps <= 0:
       raise ValueError(f'--config.checkpoint_every_steps={every_steps} must be positive.')
     self._every_steps = every_steps
     self._max_to_keep = max_to_keep
+    self._read_only = read_only
     self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
     self._corrupt_directory = os.path.abspath(os.path.join(workdir, 'corrupt_checkpoints'))
     self._manager = ocp.CheckpointManager(
         self.directory,
         # Deletions are ours: see _verify_and_prune and _remove_unfinished_saves.
-        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=True,
+        options=ocp.CheckpointManagerOptions(max_to_keep=None, create=not read_only,
                                              cleanup_tmp_directories=False),
     )
     self._unverified: dict | None = None  # The step of the save in flight and its arrays.
@@ -136,21 +154,28 @@ class Checkpointer:
     return step % self._every_steps == 0
 
   def save(self, step: int, *, model: Any, optimizer: Any, loop: dict, config: dict) -> None:
-    """Starts saving the items at ``step``; the previous save is verified first."""
+    """Starts saving the items at ``step``; the previous save is verified first.
+
+    Raises:
+      WriteError: if this save or the previous one met an ``OSError``.
+    """
     self._verify_and_prune()
     if not self._unfinished_saves_removed:
       self._remove_unfinished_saves()
     checksums = {'model': _array_checksums(model), 'optimizer': _array_checksums(optimizer),
                  'loop': _json_checksum(loop), 'config': _json_checksum(config)}
-    self._manager.save(
-        step,
-        args=ocp.args.Composite(
-            model=ocp.args.StandardSave(model), optimizer=ocp.args.StandardSave(optimizer),
-            loop=ocp.args.JsonSave(loop), config=ocp.args.JsonSave(config),
-            checksums=ocp.args.JsonSave(checksums),
-        ),
-        force=True,
-    )
+    try:
+      self._manager.save(
+          step,
+          args=ocp.args.Composite(
+              model=ocp.args.StandardSave(model), optimizer=ocp.args.StandardSave(optimizer),
+              loop=ocp.args.JsonSave(loop), config=ocp.args.JsonSave(config),
+              checksums=ocp.args.JsonSave(checksums),
+          ),
+          force=True,
+      )
+    except Exception as error:  # noqa: BLE001 (re-raised; only OSError's cause is renamed)
+      _raise_as_write_error(self.step_path(step), error)
     self._unverified = {'step': step, 'model': model, 'optimizer': optimizer}
 
   def _remove_unfinished_saves(self) -> None:
@@ -162,15 +187,21 @@ class Checkpointer:
     if jax.process_index() == 0:
       for unfinished in ocp.utils.tmp_checkpoints(self.directory):
         logging.info('Removing %s, left by a save that did not finish.', unfinished.get())
-        unfinished.get().rmtree()
+        try:
+          unfinished.get().rmtree()
+        except OSError as error:
+          raise errors.WriteError(str(unfinished.get()), error) from error
     self._unfinished_saves_removed = True
 
   def _verify_and_prune(self) -> None:
     """Waits for the save in flight, reads it back, then deletes checkpoints beyond ``max_to_keep``."""
-    self._manager.wait_until_finished()
-    if self._unverified is None:
-      return
     pending, self._unverified = self._unverified, None
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:  # noqa: BLE001 (re-raised; only OSError's cause is renamed)
+      _raise_as_write_error(self.step_path(pending['step']) if pending else self.directory, error)
+    if pending is None:
+      return
     try:
       self.restore(pending['step'], model_like=pending['model'],
                    optimizer_like=pending['optimizer'])
@@ -241,12 +272,15 @@ class Checkpointer:
     return restored._replace(model=arrays['model'], optimizer=arrays.get('optimizer'))
 
   def _write_manifest(self, step: int) -> None:
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and not self._read_only:
       sums = _file_checksums(self.step_path(step))
       path = os.path.join(self.step_path(step), _MANIFEST)
-      with open(path + '.tmp', 'w') as f:
-        json.dump(sums, f)
-      os.replace(path + '.tmp', path)
+      try:
+        with open(path + '.tmp', 'w') as f:
+          json.dump(sums, f)
+        os.replace(path + '.tmp', path)
+      except OSError as error:
+        raise errors.WriteError(path, error) from error
 
   def _check_manifest(self, step: int) -> bool:
     """Compares the files of ``step`` with its manifest; ``False`` if it has none yet.
@@ -286,7 +320,13 @@ class Checkpointer:
     return None
 
   def _set_aside(self, step: int, error: CheckpointError, action: str) -> None:
-    """Moves a bad checkpoint out of the way, so the run falls back to, and later saves over, it."""
+    """Moves a bad checkpoint out of the way, so the run falls back to, and later saves over, it.
+
+    A reader only warns: it changes nothing in a directory that a run may be using.
+    """
+    if self._read_only:
+      logging.warning('%s; %s.', error, action)
+      return
     target = os.path.join(self._corrupt_directory, f'{step}-{time.strftime("%Y%m%d-%H%M%S")}')
     if jax.process_index() == 0:
       os.makedirs(self._corrupt_directory, exist_ok=True)

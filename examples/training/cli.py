@@ -16,6 +16,7 @@ from ml_collections import config_flags
 
 from examples.training import datasets
 from examples.training import distributed
+from examples.training import errors
 
 FLAGS = flags.FLAGS
 _CONFIG_PREFIX = '--config.'
@@ -77,7 +78,10 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None]) -> None:
   is set. A bad flag (an unknown ``--config.<field>``, a value of the wrong
   type, a config file that does not load), ``ValueError`` (bad flag values)
   and :class:`~examples.training.datasets.DatasetUnavailableError` end the program
-  with a one-line message and exit status 1, without a traceback. Logging is
+  with a one-line message and exit status 1, without a traceback; so does a
+  :class:`~examples.training.errors.RunStopped` (a failed write, a work
+  directory in use), with its own exit status (128 + the signal's number after
+  SIGTERM or SIGINT). Logging is
   at WARNING unless ``--verbosity`` is given, because orbax logs every
   checkpoint at INFO.
   """
@@ -91,7 +95,11 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None]) -> None:
     try:
       distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
       main(config, FLAGS.workdir)
-    except (ValueError, datasets.DatasetUnavailableError) as error:
-      sys.exit(f'error: {_one_line(str(error))}')
+    except errors.Interrupted as error:
+      print(_one_line(str(error)), file=sys.stderr)
+      sys.exit(error.exit_status)
+    except (ValueError, datasets.DatasetUnavailableError, errors.RunStopped) as error:
+      print(f'error: {_one_line(str(error))}', file=sys.stderr)
+      sys.exit(getattr(error, 'exit_status', 1))
 
   app.run(absl_main, flags_parser=_parse_flags)

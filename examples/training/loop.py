@@ -1,6 +1,7 @@
 """The generic training loop: epochs of jitted steps, evaluation, logging, checkpoints."""
 
 import json
+import signal
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -14,13 +15,16 @@ from absl import logging
 from flax import nnx
 
 from examples.training import checkpointing
+from examples.training import errors
 from examples.training import gradient_log
 from examples.training import methods
 from examples.training import metrics_log
 from examples.training import parallel
 from examples.training import steps
+from examples.training import stop_signals
 from examples.training import tensorboard_log
 from examples.training import validation
+from examples.training import workdir_lock
 from examples.training.task import DataSource
 from examples.training.task import Metrics
 from examples.training.task import Task
@@ -120,8 +124,9 @@ def _initial_state(config, task: Task, optimizer, axis_name: str | None):
 class _Run:
   """One training run's placed state, compiled steps and bookkeeping."""
 
-  def __init__(self, config, workdir, task, data, optimizer, resumable_keys, gradient_transform):
-    self.config, self.data = config, data
+  def __init__(self, config, workdir, task, data, optimizer, resumable_keys, gradient_transform,
+               stop: stop_signals.StopSignals):
+    self.config, self.data, self.stop = config, data, stop
     self.data_parallel = parallel.make(config.parallel, config.platform)
     axis_name = self.data_parallel.batch_norm_axis_name
     graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
@@ -166,9 +171,11 @@ class _Run:
         workdir, start_step=self.step, config_json=self.config_json)
 
   def close(self) -> None:
-    """Flushes and closes the event files, and finishes a save in flight."""
-    self.tensorboard.close()
-    self.checkpointer.close()
+    """Flushes and closes the event files, and finishes and verifies a save in flight."""
+    try:
+      self.tensorboard.close()
+    finally:
+      self.checkpointer.close()
 
   def _restore(self, host_state, resumable_keys) -> None:
     """Loads the newest intact checkpoint into ``host_state`` and the bookkeeping."""
@@ -242,8 +249,12 @@ class _Run:
         config=self.config_json,
     )
 
-  def train_epoch(self, epoch: int) -> float:
-    """Runs the rest of ``epoch``; returns its training images per second."""
+  def train_epoch(self, epoch: int) -> float | None:
+    """Runs the rest of ``epoch``; returns its training images per second.
+
+    Returns ``None`` if :attr:`stop` asked to stop before the epoch's last step;
+    the state is saved then.
+    """
     config, steps_per_epoch = self.config, self.data.steps_per_epoch
     first = self.step - epoch * steps_per_epoch
     show = config.progress_bar and jax.process_index() == 0
@@ -262,8 +273,12 @@ class _Run:
       progress.update()
       if self.step % config.log_every_steps == 0:
         self._log_interval(statistics, progress)
+      stopping = self.stop.check(self.step)
       if in_epoch < steps_per_epoch:  # Epoch ends are saved after their evaluation.
-        self.save()
+        self.save(force=stopping)
+        if stopping:
+          progress.close()
+          return None
     self.check_finite()
     progress.close()
     return (steps_per_epoch - first) * config.batch_size / (time.perf_counter() - start)
@@ -318,7 +333,7 @@ class _Run:
       summary = ', '.join(f'{k} {v:.4g}' for k, v in record.items() if k not in ('epoch', 'step'))
       tqdm.tqdm.write(f'{self.config.method} seed {self.config.seed} epoch {epoch + 1}: {summary}')
     self.train_sums = None
-    self.save(force=epoch + 1 == self.config.num_epochs)
+    self.save(force=epoch + 1 == self.config.num_epochs or self.stop.stopping)
 
 
 def fit(
@@ -384,14 +399,34 @@ def fit(
   """
   validation.validate(config)
   validation.prepare_workdir(workdir)
-  run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform)
-  try:
-    for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
-      images_per_second = run.train_epoch(epoch)
-      run.end_epoch(epoch, images_per_second)
-  finally:
-    run.close()  # Also when training stops early: its logs are complete and its save finished.
+  with workdir_lock.WorkdirLock(workdir), stop_signals.StopSignals() as stop:
+    run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform, stop)
+    try:
+      for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
+        images_per_second = run.train_epoch(epoch)
+        if images_per_second is None:
+          break
+        run.end_epoch(epoch, images_per_second)
+        if stop.stopping:
+          break
+    finally:
+      run.close()  # Also when training stops early: its logs are complete, its save verified.
+    if stop.received is not None or stop.stopping:
+      raise _interrupted(run, stop)
   return run.history
+
+
+def _interrupted(run: _Run, stop: stop_signals.StopSignals) -> errors.Interrupted:
+  saved = run.checkpointer.steps()
+  if saved and saved[0] == run.step:
+    kept = f'checkpoint {run.checkpointer.step_path(run.step)} is saved and verified'
+  elif saved:
+    kept = f'the newest checkpoint is {run.checkpointer.step_path(saved[0])} (step {saved[0]})'
+  else:
+    kept = 'no checkpoint could be saved'
+  return errors.Interrupted(
+      f'training stopped at step {run.step} by {stop.describe()}: {kept}; continue with '
+      '--config.resume=True.', stop.received or signal.SIGTERM)
 
 
 def load_model(config: ml_collections.ConfigDict, workdir: str, task: Task,
@@ -413,7 +448,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: str, task: Task,
   abstract = nnx.eval_shape(lambda: task.create_model(nnx.Rngs(config.seed), None))
   graphdef, state = nnx.split(abstract)
   like = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), nnx.to_pure_dict(state))
-  checkpointer = checkpointing.Checkpointer(workdir)
+  checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
   try:
     restored = checkpointer.restore_latest(
         model_like=like, optimizer=False,

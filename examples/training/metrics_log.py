@@ -1,13 +1,26 @@
-"""Records as JSON lines, written by process 0 only: ``metrics.jsonl`` and the like."""
+"""Records as JSON lines, written by process 0 only: ``metrics.jsonl`` and the like.
+
+A kill can cut the last record short. :func:`read` drops such a record with a
+warning, and a resumed run rewrites the file without it (atomically, so a kill
+during the rewrite leaves the old file or the new one).
+"""
 
 import json
 import os
 
 import jax
+from absl import logging
+
+from examples.training import errors
 
 
 class JsonLinesLog:
-  """Appends one JSON object per line to ``path``."""
+  """Appends one JSON object per line to ``path``.
+
+  Raises:
+    WriteError: from :meth:`rewrite` and :meth:`write`, naming ``path``, on an
+      ``OSError`` (a full disk, an I/O error).
+  """
 
   def __init__(self, path: str):
     self.path = path
@@ -16,13 +29,20 @@ class JsonLinesLog:
   def rewrite(self, records: list[dict]) -> None:
     """Replaces the file's records, e.g. with the history a resumed run restored."""
     if self._enabled:
-      with open(self.path, 'w') as f:
-        f.writelines(json.dumps(record) + '\n' for record in records)
+      try:
+        with open(self.path + '.tmp', 'w') as f:
+          f.writelines(json.dumps(record) + '\n' for record in records)
+        os.replace(self.path + '.tmp', self.path)
+      except OSError as error:
+        raise errors.WriteError(self.path, error) from error
 
   def write(self, record: dict) -> None:
     if self._enabled:
-      with open(self.path, 'a') as f:
-        f.write(json.dumps(record) + '\n')
+      try:
+        with open(self.path, 'a') as f:
+          f.write(json.dumps(record) + '\n')
+      except OSError as error:
+        raise errors.WriteError(self.path, error) from error
 
 
 class MetricsLog(JsonLinesLog):
@@ -33,6 +53,23 @@ class MetricsLog(JsonLinesLog):
 
 
 def read(path: str) -> list[dict]:
-  """Reads the records of a JSON-lines file such as ``metrics.jsonl``."""
+  """Reads the records of a JSON-lines file such as ``metrics.jsonl``.
+
+  A last line that a kill cut short (no newline after it) is dropped with a warning.
+
+  Raises:
+    ValueError: naming the file and line, for a record before the last one that is not JSON.
+  """
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    lines = f.read().split('\n')
+  records = []
+  for number, line in enumerate(lines, 1):
+    if not line.strip():
+      continue
+    try:
+      records.append(json.loads(line))
+    except ValueError as error:
+      if number < len(lines):  # Followed by a newline: not cut short by a kill.
+        raise ValueError(f'{path}, line {number}, is not a JSON record: {error}') from error
+      logging.warning('%s: dropped line %d, a record cut short (by a kill?).', path, number)
+  return records

@@ -21,6 +21,7 @@ import jax
 import ml_collections
 
 from examples.training import methods as methods_lib
+from examples.training import workdir_lock
 
 History = list[dict[str, Any]]
 RunFn = Callable[[ml_collections.ConfigDict, str], History]
@@ -75,12 +76,14 @@ def run_sweep(run_one: RunFn, config: ml_collections.ConfigDict, workdir: str) -
   if not (models and methods and seeds):
     raise ValueError('A sweep needs at least one model, one method and one seed.')
   results = []
-  for model, method, seed in itertools.product(models, methods, seeds):
-    history = run_one(run_config(config, model, method, seed),
-                      run_directory(workdir, model, method, seed))
-    results.append(RunResult(model, method, seed, history))
-  if jax.process_index() == 0:
-    save_results(results, workdir)
+  os.makedirs(workdir, exist_ok=True)
+  with workdir_lock.WorkdirLock(workdir):  # One sweep per directory; each run locks its own.
+    for model, method, seed in itertools.product(models, methods, seeds):
+      history = run_one(run_config(config, model, method, seed),
+                        run_directory(workdir, model, method, seed))
+      results.append(RunResult(model, method, seed, history))
+    if jax.process_index() == 0:
+      save_results(results, workdir)
   return results
 
 

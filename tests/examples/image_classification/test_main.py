@@ -1,12 +1,14 @@
 """Flags: bad values get one clear line naming the flag, not a traceback."""
 
 import os
+import socket
 import subprocess
 import sys
 
 import pytest
 
 from examples.image_classification import train
+from examples.training import workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
@@ -66,3 +68,15 @@ def test_missing_dataset_exits_with_the_message_only(tmp_path):
   assert result.returncode == 1
   assert f'tfds build cifar10 --data_dir={tmp_path}/tfds' in result.stderr.splitlines()[-1]
   assert 'Traceback' not in result.stderr
+
+
+def test_a_second_run_on_a_workdir_in_use_exits_with_one_line_before_writing(tmp_path):
+  (tmp_path / 'run').mkdir()
+  with workdir_lock.WorkdirLock(str(tmp_path / 'run')):  # This process is the other run.
+    result = _main(tmp_path)
+    assert os.listdir(tmp_path / 'run') == [workdir_lock.FILENAME]
+  assert result.returncode == 1
+  assert result.stderr == (
+      f'error: --workdir={tmp_path}/run is in use by another run (process {os.getpid()} on host '
+      f'{socket.gethostname()}, lock {tmp_path}/run/run.lock); wait for it to end, or choose '
+      'another --workdir.\n')

@@ -1,13 +1,24 @@
 """A training run small enough to compile and train in a second: a ReLU MLP on random points.
 
-Run as a module, it trains one such run in a work directory, so tests can kill a
-real process: ``python -m tests.examples.training.tiny WORKDIR [--kill-at-save STEP]``.
+Run as a module, it trains one such run in a work directory, so tests can kill or
+signal a real process::
+
+  python -m tests.examples.training.tiny WORKDIR [--kill-at-save STEP] [--resume]
+      [--slow-from STEP] [--coordinator HOST:PORT --num-processes N --process-id I]
+
+With ``--slow-from``, it prints ``step <k>`` before it feeds step ``k`` and, from
+that step on, waits two seconds first: a test that reads the line has time to
+send a signal before the step runs. With ``--coordinator``, the processes train
+one run sharded over one CPU device each.
 """
 
 import argparse
 import os
 import signal
+import sys
+import time
 
+import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -16,6 +27,8 @@ from flax import nnx
 
 from examples.training import checkpointing
 from examples.training import defaults
+from examples.training import distributed
+from examples.training import errors
 from examples.training import loop
 from examples.training import methods
 from examples.training.data import ArraySource
@@ -68,13 +81,20 @@ def data(run_config, *, nan_at: int | None = None, num_train: int = NUM_TRAIN) -
     train_x[nan_at, 0] = np.nan
   return ArraySource({'x': train_x, 'y': y[:num_train]}, {'x': x[num_train:], 'y': y[num_train:]},
                      global_batch_size=run_config.batch_size,
-                     process_batch_size=run_config.batch_size, seed=run_config.seed)
+                     process_batch_size=run_config.batch_size // jax.process_count(),
+                     seed=run_config.seed)
 
 
 def fit(workdir: str, run_config=None, **data_kwargs):
   run_config = run_config or config()
   optimizer = methods.make_optimizer(run_config.method, run_config.learning_rate)
   return loop.fit(run_config, str(workdir), TASK, data(run_config, **data_kwargs), optimizer)
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+  """The records of a history without their throughput, which differs from run to run."""
+  return [{k: v for k, v in record.items() if k != 'train_images_per_second'}
+          for record in history]
 
 
 def final_params(workdir: str, run_config=None) -> dict:
@@ -95,12 +115,39 @@ def _kill_during_save(step: int) -> None:
   checkpointing.Checkpointer.save = save_then_die
 
 
+def _slow_from(step: int) -> None:
+  """Makes every ``ArraySource`` print ``step <k>`` before step ``k``, and wait from ``step`` on."""
+  train_batches = ArraySource.train_batches
+
+  def announced(self, epoch, start_step=0):
+    for k, batch in enumerate(train_batches(self, epoch, start_step),
+                              epoch * self.steps_per_epoch + start_step + 1):
+      print(f'step {k}', flush=True)
+      if k >= step:
+        time.sleep(2.0)
+      yield batch
+
+  ArraySource.train_batches = announced
+
+
 if __name__ == '__main__':
   parser = argparse.ArgumentParser()
   parser.add_argument('workdir')
   parser.add_argument('--kill-at-save', type=int)
+  parser.add_argument('--slow-from', type=int)
   parser.add_argument('--resume', action='store_true')
+  parser.add_argument('--coordinator', default='')
+  parser.add_argument('--num-processes', type=int, default=1)
+  parser.add_argument('--process-id', type=int, default=0)
   args = parser.parse_args()
+  distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   if args.kill_at_save is not None:
     _kill_during_save(args.kill_at_save)
-  fit(args.workdir, config(resume=args.resume))
+  if args.slow_from is not None:
+    _slow_from(args.slow_from)
+  try:
+    fit(args.workdir, config(resume=args.resume,
+                             parallel='sharded' if args.coordinator else 'none'))
+  except errors.Interrupted as error:
+    print(error, file=sys.stderr)
+    sys.exit(error.exit_status)

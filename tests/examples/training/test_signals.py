@@ -1,0 +1,126 @@
+"""Preemption: real SIGTERM and SIGINT sent to a real training process.
+
+``tiny`` runs 8 steps per epoch and 2 epochs, checkpoints every 3 steps; with
+``--slow-from=5`` it prints ``step <k>`` and waits 2 s before each step from 5 on,
+so a signal sent when ``step 5`` is printed arrives before step 5 runs.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import chex
+import pytest
+
+from examples.training import metrics_log
+from tests.examples.saved import final_state
+from tests.examples.saved import saved_steps
+from tests.examples.training import tiny
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def _start(workdir, *flags, devices: int = 1, slow_from: int | None = 5):
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+  return subprocess.Popen(
+      [sys.executable, '-m', 'tests.examples.training.tiny', str(workdir), *flags,
+       *([f'--slow-from={slow_from}'] if slow_from else [])], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _read_until(process, text: str) -> list[str]:
+  """The output lines up to the first that contains ``text``."""
+  lines = []
+  for line in process.stdout:
+    lines.append(line)
+    if text in line:
+      return lines
+  process.wait()
+  pytest.fail(f'the run ended ({process.returncode}) before printing {text!r}: '
+              f'{"".join(lines)[-3000:]}')
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_after_the_step_in_flight_and_resume_matches(reference, tmp_path, signum):
+  process = _start(tmp_path)
+  _read_until(process, 'step 5')
+  process.send_signal(signum)
+  output = process.communicate(timeout=120)[0]
+  assert process.returncode == 128 + signum, output[-3000:]
+  name = signal.Signals(signum).name
+  message = output.strip().splitlines()[-1]
+  assert message == (f'training stopped at step 5 by {name}: checkpoint {tmp_path}/checkpoints/5 '
+                     'is saved and verified; continue with --config.resume=True.')
+  assert f'{name} received: stopping after the step in flight' in output
+  assert 'step 6' not in output
+  assert saved_steps(tmp_path) == [5, 3]
+  assert metrics_log.read(tmp_path / 'metrics.jsonl') == []  # No epoch ended.
+  history = tiny.fit(tmp_path, tiny.config(resume=True))
+  assert tiny.without_timing(history) == tiny.without_timing(reference[1])
+  chex.assert_trees_all_equal(final_state(tmp_path), final_state(reference[0]))
+
+
+# Either signal's default action: SIGTERM ends the process; SIGINT raises KeyboardInterrupt, which
+# Python, uncaught, turns into an exit by SIGINT.
+def _wait_for(path, timeout: float = 60.0) -> None:
+  deadline = time.monotonic() + timeout
+  while not path.exists():
+    assert time.monotonic() < deadline, f'{path} did not appear'
+    time.sleep(0.05)
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_stops_at_once(tmp_path, signum):
+  process = _start(tmp_path)
+  _read_until(process, 'step 5')
+  _wait_for(tmp_path / 'checkpoints' / '3')  # Saved in the background: not killed in flight.
+  process.send_signal(signum)
+  _read_until(process, 'received: stopping after the step in flight')
+  process.send_signal(signum)
+  output = process.communicate(timeout=120)[0]
+  assert process.returncode == -signum, output[-3000:]
+  assert 'saved and verified' not in output
+  assert saved_steps(tmp_path) == [3]
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _two_processes(workdir, *flags, slow_from: int | None = 5) -> list[subprocess.Popen]:
+  port = _free_port()
+  return [_start(workdir, f'--coordinator=localhost:{port}', '--num-processes=2',
+                 f'--process-id={process_id}', *flags, slow_from=slow_from)
+          for process_id in range(2)]
+
+
+def test_two_processes_save_at_the_same_step(tmp_path):
+  """A SIGTERM to one process of two: both save at one step through JAX's preemption sync point."""
+  uninterrupted = _two_processes(tmp_path / 'uninterrupted', slow_from=None)
+  workdir = tmp_path / 'interrupted'
+  processes = _two_processes(workdir)
+  _read_until(processes[1], 'step 5')
+  processes[1].send_signal(signal.SIGTERM)
+  outputs = [p.communicate(timeout=180)[0] for p in processes]
+  messages = [output.strip().splitlines()[-1] for output in outputs]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+  step = int(messages[0].split('training stopped at step ')[1].split()[0])
+  assert 5 <= step < 8, messages
+  assert messages[0] == messages[1] == (
+      f'training stopped at step {step} by a preemption notice (SIGTERM to a process of this '
+      f'run): checkpoint {workdir}/checkpoints/{step} is saved and verified; continue with '
+      '--config.resume=True.')
+  assert saved_steps(workdir)[0] == step
+  for process in _two_processes(workdir, '--resume', slow_from=None) + uninterrupted:
+    output = process.communicate(timeout=180)[0]
+    assert process.returncode == 0, output[-3000:]
+  assert saved_steps(workdir) == [16, 15]
+  histories = [metrics_log.read(d / 'metrics.jsonl') for d in (workdir, tmp_path / 'uninterrupted')]
+  assert tiny.without_timing(histories[0]) == tiny.without_timing(histories[1])
+  chex.assert_trees_all_equal(final_state(workdir), final_state(tmp_path / 'uninterrupted'))
