@@ -161,7 +161,7 @@ class _Run:
       )
     if saved_steps:
       self._restore(host_state, resumable_keys)
-    self.log.rewrite(self.history)
+    self.log.start(self.history)
     self.gradient_log = gradient_log.GradientStatisticsLog(workdir)
     self.gradient_log.start(self.step)
     self.state = self.data_parallel.put_state(host_state)

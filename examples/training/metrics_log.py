@@ -51,6 +51,15 @@ class MetricsLog(JsonLinesLog):
   def __init__(self, workdir: str):
     super().__init__(os.path.join(workdir, 'metrics.jsonl'))
 
+  def start(self, history: list[dict]) -> None:
+    """Replaces the records with ``history``: a checkpoint's, or none for a new run."""
+    if self._enabled and os.path.exists(self.path):
+      try:
+        read(self.path)  # Warns of a record cut short.
+      except ValueError as error:
+        logging.warning("%s; replaced by the checkpoint's history.", error)
+    self.rewrite(history)
+
 
 def read(path: str) -> list[dict]:
   """Reads the records of a JSON-lines file such as ``metrics.jsonl``.

@@ -85,6 +85,6 @@ def test_a_second_sweep_on_a_directory_in_use_is_refused(tmp_path):
   def run_one(run_config, run_dir):
     raise AssertionError('no run may start')
 
-  with workdir_lock.WorkdirLock(str(tmp_path)):
-    with pytest.raises(errors.WorkdirInUseError, match=f'--workdir={tmp_path} is in use'):
-      sweep.run_sweep(run_one, tiny.config(), str(tmp_path))
+  with workdir_lock.WorkdirLock(str(tmp_path)), pytest.raises(
+      errors.WorkdirInUseError, match=f'--workdir={tmp_path} is in use'):
+    sweep.run_sweep(run_one, tiny.config(), str(tmp_path))
