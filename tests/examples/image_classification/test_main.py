@@ -80,3 +80,22 @@ def test_a_second_run_on_a_workdir_in_use_exits_with_one_line_before_writing(tmp
       f'error: --workdir={tmp_path}/run is in use by another run (process {os.getpid()} on host '
       f'{socket.gethostname()}, lock {tmp_path}/run/run.lock); wait for it to end, or choose '
       'another --workdir.\n')
+
+
+def test_a_failed_save_exits_with_one_line_naming_the_checkpoint(tmp_path):
+  checkpoints = tmp_path / 'run' / 'checkpoints'
+  checkpoints.mkdir(parents=True)
+  os.chmod(checkpoints, 0o555)
+  if os.geteuid() == 0:  # Root ignores modes, not the immutable attribute.
+    subprocess.run(['chattr', '+i', str(checkpoints)], check=True)
+  try:
+    # The save of step 1 fails; the next one reports it. Orbax's threads would hold it 5 minutes.
+    result = _main(tmp_path, '--config.num_epochs=1', '--config.checkpoint_every_steps=1')
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(['chattr', '-i', str(checkpoints)], check=True)
+    os.chmod(checkpoints, 0o755)
+  assert result.returncode == 1
+  reason = '[Errno 1] Operation not permitted' if os.geteuid() == 0 else '[Errno 13] Permission denied'
+  assert result.stderr.splitlines()[-1] == (
+      f'error: cannot write {checkpoints}/1: {reason}; the run stopped.')
