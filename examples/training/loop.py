@@ -355,6 +355,10 @@ def fit(
   the state unchanged, are counted as ``train_skipped_steps`` and stop the run
   after ``max_nonfinite_steps`` in a row. A non-finite state is never saved.
 
+  SIGTERM or SIGINT (:mod:`examples.training.stop_signals`) stops the run
+  after the step in flight, with a verified checkpoint. ``workdir`` is locked
+  for the run (:mod:`examples.training.workdir_lock`).
+
   Process 0 writes ``metrics.jsonl`` (one record per epoch) and TensorBoard
   event files (:mod:`examples.training.tensorboard_log`: the epoch records,
   the training means of every log interval and the config) into ``workdir``;
@@ -396,6 +400,10 @@ def fit(
     ValueError: for a bad config field, a ``workdir`` that holds checkpoints
       without ``config.resume``, or a checkpoint of another run.
     NonFiniteError: when training meets NaN or Inf as described above.
+    Interrupted: after SIGTERM or SIGINT, once the checkpoint is saved.
+    WorkdirInUseError: if another run holds ``workdir``; nothing is written.
+    WriteError: on an ``OSError`` while saving or logging, naming the path;
+      the checkpoints verified before it are kept.
   """
   validation.validate(config)
   validation.prepare_workdir(workdir)

@@ -7,6 +7,7 @@ it (a SIGKILL) is taken over with a warning. Readers (``load_model``, the
 sweep's report) take no lock. In a multi-process run, process 0 holds it.
 """
 
+import contextlib
 import fcntl
 import json
 import os
@@ -84,6 +85,7 @@ class WorkdirLock:
 
   def __exit__(self, *exc_info) -> None:
     if self._fd is not None:
-      os.unlink(self.path)  # While still held, so no other run can have locked this file.
+      with contextlib.suppress(FileNotFoundError):  # The work directory may be gone.
+        os.unlink(self.path)  # While still held, so no other run can have locked this file.
       os.close(self._fd)
       self._fd = None
