@@ -54,7 +54,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
       width=config.width, skip_connections=config.skip_connections, bn_momentum=config.bn_momentum,
   )
   optimizer = methods.make_optimizer(config.method, config.learning_rate)
-  return loop.fit(config, workdir, task, dataset.source, optimizer, resumable_keys=RESUMABLE_KEYS)
+  return loop.fit(config, workdir, task, dataset.source, optimizer, resumable_keys=RESUMABLE_KEYS,
+                  gradient_transform=methods.gradient_transform(config.method))
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:

@@ -32,6 +32,7 @@ naming the checkpoint; the checkpoints saved before it stay.
 import json
 import os
 import shutil
+import tempfile
 import time
 import zlib
 from collections.abc import Callable
@@ -162,6 +163,7 @@ class Checkpointer:
     self._verify_and_prune()
     if not self._unfinished_saves_removed:
       self._remove_unfinished_saves()
+    self._check_writable(step)
     checksums = {'model': _array_checksums(model), 'optimizer': _array_checksums(optimizer),
                  'loop': _json_checksum(loop), 'config': _json_checksum(config)}
     try:
@@ -177,6 +179,19 @@ class Checkpointer:
     except Exception as error:  # noqa: BLE001 (re-raised; only OSError's cause is renamed)
       _raise_as_write_error(self.step_path(step), error)
     self._unverified = {'step': step, 'model': model, 'optimizer': optimizer}
+
+  def _check_writable(self, step: int) -> None:
+    """Raises :class:`WriteError` if no file can be created in :attr:`directory`.
+
+    Orbax would find out in its background save, whose threads then wait minutes, holding
+    the process open at exit, for a directory that was never created.
+    """
+    if jax.process_index() == 0:
+      try:
+        with tempfile.TemporaryFile(dir=self.directory):
+          pass
+      except OSError as error:
+        raise errors.WriteError(self.step_path(step), error) from error
 
   def _remove_unfinished_saves(self) -> None:
     """Deletes the temporary directories that saves of a killed process left in ``directory``.

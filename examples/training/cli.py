@@ -4,7 +4,6 @@ An example's ``main.py`` calls :func:`define_flags` at import and
 :func:`run` under ``if __name__ == '__main__'``.
 """
 
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -99,11 +98,6 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None]) -> None:
     except errors.Interrupted as error:
       print(_one_line(str(error)), file=sys.stderr)
       sys.exit(error.exit_status)
-    except errors.WriteError as error:
-      print(f'error: {_one_line(str(error))}', file=sys.stderr, flush=True)
-      # Orbax's threads of a failed save wait minutes for a signal that never comes; what the run
-      # owns is closed (logs, the verified checkpoints), so they are not waited for.
-      os._exit(error.exit_status)
     except (ValueError, datasets.DatasetUnavailableError, errors.RunStopped) as error:
       print(f'error: {_one_line(str(error))}', file=sys.stderr)
       sys.exit(getattr(error, 'exit_status', 1))

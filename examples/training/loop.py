@@ -17,7 +17,6 @@ from flax import nnx
 from examples.training import checkpointing
 from examples.training import errors
 from examples.training import gradient_log
-from examples.training import methods
 from examples.training import metrics_log
 from examples.training import parallel
 from examples.training import steps
@@ -133,7 +132,7 @@ class _Run:
     self.gradient_statistics = None
     if config.log_gradient_statistics:
       self.gradient_statistics = gradient_log.StepStatistics(
-          gradient_transform or methods.gradient_transform(config.method),
+          gradient_transform,
           config.log_every_steps, _pure(nnx.filter_state(host_state[0], nnx.Param)))
     skip = config.on_nonfinite == 'skip'
     self.train_step = self.data_parallel.compile(
@@ -250,7 +249,7 @@ class _Run:
     )
 
   def train_epoch(self, epoch: int) -> float | None:
-    """Runs the rest of ``epoch``; returns its training images per second.
+    """Runs the rest of ``epoch``; returns its training examples per second.
 
     Returns ``None`` if :attr:`stop` asked to stop before the epoch's last step;
     the state is saved then.
@@ -302,11 +301,11 @@ class _Run:
         name: value - self._interval_sums[name] for name, value in sums.items()}
     now = time.perf_counter()
     record = _epoch_means(interval_sums, TRAIN_PREFIX)
-    record[TRAIN_PREFIX + 'images_per_second'] = (
+    record[TRAIN_PREFIX + 'examples_per_second'] = (
         (self.step - self._interval_step) * self.config.batch_size / (now - self._interval_time))
     self.tensorboard.scalars('interval', record, self.step)
     progress.set_postfix(loss=f'{record[TRAIN_PREFIX + "loss"]:.4f}',
-                         images_per_s=f'{record[TRAIN_PREFIX + "images_per_second"]:.0f}')
+                         examples_per_s=f'{record[TRAIN_PREFIX + "examples_per_second"]:.0f}')
     self._interval_sums, self._interval_step, self._interval_time = sums, self.step, now
 
   def evaluate(self) -> Metrics:
@@ -316,13 +315,13 @@ class _Run:
       eval_sums = steps.accumulate(eval_sums, batch_sums)
     return self.data_parallel.get_state(eval_sums)
 
-  def end_epoch(self, epoch: int, images_per_second: float) -> None:
+  def end_epoch(self, epoch: int, examples_per_second: float) -> None:
     record = {
         'epoch': epoch + 1,
         'step': self.step,
         **_epoch_means(self.data_parallel.get_state(self.train_sums), TRAIN_PREFIX),
         **_epoch_means(self.evaluate(), EVAL_PREFIX),
-        'train_images_per_second': images_per_second,
+        'train_examples_per_second': examples_per_second,
     }
     self.history.append(record)
     self.log.write(record)
@@ -385,14 +384,11 @@ def fit(
       a data directory.
     gradient_transform: the stateless part of ``optimizer`` that changes the
       raw gradient before the moments, whose output ``log_gradient_statistics``
-      records as ``after``; by default
-      :func:`examples.training.methods.gradient_transform` of
-      ``config.method``, which is right for
-      :func:`~examples.training.methods.make_optimizer`'s optimizers.
+      records as ``after``; needed with ``log_gradient_statistics``.
 
   Returns:
     One record per epoch: ``epoch``, ``step``, ``train_<metric>`` and
-    ``test_<metric>`` means, ``train_images_per_second`` (and
+    ``test_<metric>`` means, ``train_examples_per_second`` (and
     ``train_skipped_steps`` with ``on_nonfinite='skip'``). With ``resume`` the
     epochs restored from the checkpoint are included.
 
@@ -406,15 +402,18 @@ def fit(
       the checkpoints verified before it are kept.
   """
   validation.validate(config)
+  if config.log_gradient_statistics and gradient_transform is None:
+    raise ValueError('--config.log_gradient_statistics=True, but the example passes no '
+                     'gradient_transform to fit.')
   validation.prepare_workdir(workdir)
   with workdir_lock.WorkdirLock(workdir), stop_signals.StopSignals() as stop:
     run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform, stop)
     try:
       for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
-        images_per_second = run.train_epoch(epoch)
-        if images_per_second is None:
+        examples_per_second = run.train_epoch(epoch)
+        if examples_per_second is None:
           break
-        run.end_epoch(epoch, images_per_second)
+        run.end_epoch(epoch, examples_per_second)
         if stop.stopping:
           break
     finally:

@@ -4,7 +4,7 @@ tensorboardX writes them; it needs neither TensorFlow nor TensorBoard. Tags:
 
 * ``epoch/<key>``: every value of the epoch's ``metrics.jsonl`` record, e.g.
   ``epoch/train_loss`` and ``epoch/test_accuracy``, at the epoch's last step;
-* ``interval/train_<metric>`` and ``interval/train_images_per_second``: means
+* ``interval/train_<metric>`` and ``interval/train_examples_per_second``: means
   over each log interval (``--config.log_every_steps``);
 * ``gradient_norm_before/<leaf>`` (and ``gradient_std_before``,
   ``gradient_norm_after``, ``gradient_std_after``) with

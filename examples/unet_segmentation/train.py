@@ -134,7 +134,8 @@ def train_one(config: ml_collections.ConfigDict, run_dir: str, train: dict[str, 
   task = make_task(config, config.model)
   optimizer = make_optimizer(config, data.steps_per_epoch)
   history = loop.fit(config, run_dir, task, data, optimizer,
-                     resumable_keys=resumable_keys(config))
+                     resumable_keys=resumable_keys(config),
+                     gradient_transform=methods.gradient_transform(config.method))
 
   model = loop.load_model(config, run_dir, task, resumable_keys=resumable_keys(config))
   predictions = predict(model, evaluation[IMAGE], process_batch_size)

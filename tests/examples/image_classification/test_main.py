@@ -89,7 +89,7 @@ def test_a_failed_save_exits_with_one_line_naming_the_checkpoint(tmp_path):
   if os.geteuid() == 0:  # Root ignores modes, not the immutable attribute.
     subprocess.run(['chattr', '+i', str(checkpoints)], check=True)
   try:
-    # The save of step 1 fails; the next one reports it. Orbax's threads would hold it 5 minutes.
+    # Checked before orbax starts: its threads would hold the process 5 minutes at exit.
     result = _main(tmp_path, '--config.num_epochs=1', '--config.checkpoint_every_steps=1')
   finally:
     if os.geteuid() == 0:

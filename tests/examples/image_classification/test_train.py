@@ -12,7 +12,7 @@ from tests.examples.saved import saved_steps
 
 
 def _without_timing(history):
-  return [{k: v for k, v in record.items() if k != 'train_images_per_second'}
+  return [{k: v for k, v in record.items() if k != 'train_examples_per_second'}
           for record in history]
 
 

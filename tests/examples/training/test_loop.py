@@ -77,11 +77,12 @@ def _source(config):
 
 def _fit(config, workdir, source=None):
   optimizer = methods.make_optimizer(config.method, config.learning_rate)
-  return loop.fit(config, str(workdir), TASK, source or _source(config), optimizer)
+  return loop.fit(config, str(workdir), TASK, source or _source(config), optimizer,
+                  gradient_transform=methods.gradient_transform(config.method))
 
 
 def _without_timing(history):
-  return [{k: v for k, v in record.items() if k != 'train_images_per_second'}
+  return [{k: v for k, v in record.items() if k != 'train_examples_per_second'}
           for record in history]
 
 

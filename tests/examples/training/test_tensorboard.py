@@ -88,7 +88,7 @@ def test_events_hold_the_epoch_records_the_interval_means_and_the_config(tmp_pat
     for metric in ('loss', 'accuracy'):
       intervals = [scalars[f'interval/train_{metric}'][s] for s in steps]
       assert np.mean(intervals) == pytest.approx(record[f'train_{metric}'], rel=1e-5)
-  assert sorted(scalars['interval/train_images_per_second']) == list(range(2, 17, 2))
+  assert sorted(scalars['interval/train_examples_per_second']) == list(range(2, 17, 2))
   assert not any(tag.startswith('gradient_') for tag in scalars)  # Off by default.
   config = json.loads(texts['config/text_summary'])
   assert config == loop.config_to_json(tiny.config(method='znorm'))

@@ -88,12 +88,13 @@ def data(run_config, *, nan_at: int | None = None, num_train: int = NUM_TRAIN) -
 def fit(workdir: str, run_config=None, **data_kwargs):
   run_config = run_config or config()
   optimizer = methods.make_optimizer(run_config.method, run_config.learning_rate)
-  return loop.fit(run_config, str(workdir), TASK, data(run_config, **data_kwargs), optimizer)
+  return loop.fit(run_config, str(workdir), TASK, data(run_config, **data_kwargs), optimizer,
+                  gradient_transform=methods.gradient_transform(run_config.method))
 
 
 def without_timing(history: list[dict]) -> list[dict]:
   """The records of a history without their throughput, which differs from run to run."""
-  return [{k: v for k, v in record.items() if k != 'train_images_per_second'}
+  return [{k: v for k, v in record.items() if k != 'train_examples_per_second'}
           for record in history]
 
 
