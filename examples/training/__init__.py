@@ -26,7 +26,10 @@ and std before and after the method's transform at every log step, into
 items, the run's config, checksums, fall-back to the previous intact
 checkpoint) and resumes with ``--config.resume`` only into the same run. NaN or
 Inf in the loss, gradients or updates stops the run, or with
-``--config.on_nonfinite=skip`` skips the step. :func:`~examples.training.sweep.run_sweep` runs models x
+``--config.on_nonfinite=skip`` skips the step. SIGTERM or SIGINT stops it after
+the step in flight with a verified checkpoint; a second run on the same work
+directory is refused; a failed write stops it with one line naming the path.
+:func:`~examples.training.sweep.run_sweep` runs models x
 methods x seeds, and :func:`~examples.training.report.write_report` makes the
 mean ± std table, the per-epoch curves with the task's own columns and, from
 the runs' gradient statistics, the per-layer gradient norm against depth.
@@ -38,5 +41,7 @@ Modules: ``methods`` (optimizer registry), ``task`` (interfaces), ``steps``
 ``metrics_log`` (JSONL), ``tensorboard_log`` (event files), ``gradient_log``
 (per-layer gradient statistics), ``validation`` (config and work directory
 checks), ``cli`` (the shared command line), ``loop`` (the training loop),
-``sweep`` and ``report``.
+``stop_signals`` (SIGTERM, SIGINT, preemption notices), ``workdir_lock`` (one
+run per work directory), ``errors`` (why a run stopped), ``sweep`` and
+``report``.
 """
