@@ -34,6 +34,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
   for model in config.sweep.models or (config.model,):
     models.check_model(model)
+  methods.check_methods(config)
   validation.validate(config)
 
 

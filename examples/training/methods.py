@@ -61,6 +61,12 @@ def check_method(name: str) -> str:
   return name
 
 
+def check_methods(config) -> None:
+  """Checks ``config.method`` and every name in ``config.sweep.methods``; see :func:`check_method`."""
+  for name in (config.method, *config.sweep.methods):
+    check_method(name)
+
+
 def make_optimizer(name: str, learning_rate: LearningRate) -> optax.GradientTransformation:
   """Builds the optimizer of a named method.
 

@@ -7,7 +7,6 @@ import tempfile
 import jax
 import ml_collections
 
-from examples.training import methods
 from examples.training import parallel
 
 ON_NONFINITE = ('stop', 'skip')
@@ -35,8 +34,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """
   parallel.check_mode(config.parallel)
   _check_platform(config.platform)
-  for method in (config.method, *config.sweep.methods):
-    methods.check_method(method)
   for seed in (config.seed, *config.sweep.seeds):
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
       raise ValueError(f'--config.seed={seed} must be a non-negative integer.')

@@ -70,6 +70,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     ValueError: naming the bad flag and what it accepts.
   """
   datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
+  methods.check_methods(config)
   validation.validate(config)
   if not (math.isfinite(config.lr_decay_factor) and config.lr_decay_factor > 0):
     raise ValueError(f'--config.lr_decay_factor={config.lr_decay_factor} must be a finite '
