@@ -56,7 +56,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   )
   optimizer = methods.make_optimizer(config.method, config.learning_rate)
   return loop.fit(config, workdir, task, dataset.source, optimizer, resumable_keys=RESUMABLE_KEYS,
-                  gradient_transform=methods.gradient_transform(config.method))
+                  gradient_transform=methods.gradient_transform(config.method),
+                  name=f'{config.model} {config.method} seed {config.seed}')
 
 
 def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:

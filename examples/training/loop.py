@@ -124,8 +124,8 @@ class _Run:
   """One training run's placed state, compiled steps and bookkeeping."""
 
   def __init__(self, config, workdir, task, data, optimizer, resumable_keys, gradient_transform,
-               stop: stop_signals.StopSignals):
-    self.config, self.data, self.stop = config, data, stop
+               stop: stop_signals.StopSignals, name: str):
+    self.config, self.data, self.stop, self.name = config, data, stop, name
     self.data_parallel = parallel.make(config.parallel, config.platform)
     axis_name = self.data_parallel.batch_norm_axis_name
     graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
@@ -259,7 +259,7 @@ class _Run:
     show = config.progress_bar and jax.process_index() == 0
     progress = tqdm.tqdm(
         total=steps_per_epoch, initial=first, unit='step', leave=False, disable=not show,
-        desc=f'{config.method} seed {config.seed} epoch {epoch + 1}/{config.num_epochs}',
+        desc=f'{self.name} epoch {epoch + 1}/{config.num_epochs}',
     )
     self._start_interval()
     start = time.perf_counter()
@@ -330,7 +330,7 @@ class _Run:
     self.tensorboard.flush()
     if self.config.progress_bar and jax.process_index() == 0:
       summary = ', '.join(f'{k} {v:.4g}' for k, v in record.items() if k not in ('epoch', 'step'))
-      tqdm.tqdm.write(f'{self.config.method} seed {self.config.seed} epoch {epoch + 1}: {summary}')
+      tqdm.tqdm.write(f'{self.name} epoch {epoch + 1}: {summary}')
     self.train_sums = None
     self.save(force=epoch + 1 == self.config.num_epochs or self.stop.stopping)
 
@@ -344,6 +344,7 @@ def fit(
     *,
     resumable_keys: Iterable[str] = (),
     gradient_transform: optax.GradientTransformation | None = None,
+    name: str = '',
 ) -> list[dict[str, Any]]:
   """Trains ``task``'s model on ``data`` and evaluates it after every epoch.
 
@@ -366,7 +367,7 @@ def fit(
   before and after ``gradient_transform``, at every log step).
 
   Args:
-    config: reads ``seed``, ``method`` (for display), ``parallel`` (``sharded``,
+    config: reads ``seed``, ``parallel`` (``sharded``,
       ``pmap`` or ``none``), ``platform``, ``batch_size`` (global),
       ``learning_rate``, ``num_epochs``, ``log_every_steps``,
       ``checkpoint_every_steps``, ``resume``, ``on_nonfinite``,
@@ -385,6 +386,8 @@ def fit(
     gradient_transform: the stateless part of ``optimizer`` that changes the
       raw gradient before the moments, whose output ``log_gradient_statistics``
       records as ``after``; needed with ``log_gradient_statistics``.
+    name: the run's name on the progress bar and in the epoch summaries;
+      ``seed <seed>`` by default.
 
   Returns:
     One record per epoch: ``epoch``, ``step``, ``train_<metric>`` and
@@ -407,7 +410,8 @@ def fit(
                      'gradient_transform to fit.')
   validation.prepare_workdir(workdir)
   with workdir_lock.WorkdirLock(workdir), stop_signals.StopSignals() as stop:
-    run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform, stop)
+    run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform, stop,
+               name or f'seed {config.seed}')
     try:
       for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
         examples_per_second = run.train_epoch(epoch)

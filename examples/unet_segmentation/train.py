@@ -136,7 +136,8 @@ def train_one(config: ml_collections.ConfigDict, run_dir: str, train: dict[str, 
   optimizer = make_optimizer(config, data.steps_per_epoch)
   history = loop.fit(config, run_dir, task, data, optimizer,
                      resumable_keys=resumable_keys(config),
-                     gradient_transform=methods.gradient_transform(config.method))
+                     gradient_transform=methods.gradient_transform(config.method),
+                     name=f'{config.model} {config.method} seed {config.seed}')
 
   model = loop.load_model(config, run_dir, task, resumable_keys=resumable_keys(config))
   predictions = predict(model, evaluation[IMAGE], process_batch_size)
