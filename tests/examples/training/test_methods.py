@@ -1,6 +1,7 @@
 """The method registry against float64 NumPy references of each optimizer."""
 
 import jax
+import ml_collections
 import numpy as np
 import optax
 import pytest
@@ -99,3 +100,10 @@ def test_unknown_method_lists_valid_names():
     methods.make_optimizer('sgd', 1e-3)
   for name in methods.METHODS:
     assert name in str(error.value)
+
+
+@pytest.mark.parametrize('method, sweep_methods', [('nope', ()), ('adam', ('adam', 'nope'))])
+def test_check_methods_covers_the_run_and_the_sweep(method, sweep_methods):
+  config = ml_collections.ConfigDict({'method': method, 'sweep': {'methods': sweep_methods}})
+  with pytest.raises(ValueError, match="Unknown method 'nope'; valid methods are: adam, "):
+    methods.check_methods(config)

@@ -79,9 +79,3 @@ def test_write_report_makes_table_and_png(tmp_path):
   assert (tmp_path / 'table.md').read_text() == table
   with open(png, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
-
-
-def test_unknown_method_fails_before_running(tmp_path):
-  with pytest.raises(ValueError, match='valid methods are'):
-    sweep.run_sweep(lambda *a: pytest.fail('ran'), _sweep_config(methods=('adam', 'nope')),
-                    str(tmp_path))
