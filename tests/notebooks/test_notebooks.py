@@ -40,8 +40,12 @@ COLAB_BADGE = re.compile(
 
 
 def _kernel_env(tmp_path: pathlib.Path) -> dict[str, str]:
-  """The test session's environment without its simulated-device flag, temp files in tmp_path."""
-  env = dict(os.environ, TMPDIR=str(tmp_path))
+  """The test session's environment without its simulated-device flag, temp files in tmp_path.
+
+  XLA compiles with its optimizations mostly off (LLVM at -O0): what the notebooks run is
+  small, so they finish sooner that way; nothing they show depends on it.
+  """
+  env = dict(os.environ, TMPDIR=str(tmp_path), JAX_DISABLE_MOST_OPTIMIZATIONS='1')
   flags = re.sub(r'--xla_force_host_platform_device_count=\d+', '', env.get('XLA_FLAGS', ''))
   env['XLA_FLAGS'] = flags.strip()
   return env

@@ -51,9 +51,9 @@ REFERENCE_PARAMETERS = {
 # classes and 3 input channels: the parameters whose shapes change, and the count change.
 _VGG_IMAGENET_HEAD = 512 * 7 * 7 * 4096 + 4096 + 4096 * 4096 + 4096 + 4096 * 1000 + 1000
 SMALL_IMAGE_DIFFERENCES = {
-    # 3x3 stem convolution instead of 7x7 (64 channels); stride 1 and no max-pool. DenseNet-169
-    # is built by the same code; building it twice more would cost half a minute.
+    # 3x3 stem convolution instead of 7x7 (64 channels); stride 1 and no max-pool.
     'densenet121': ({('stem', 'conv', 'kernel')}, -(7 * 7 - 3 * 3) * 3 * 64),
+    'densenet169': ({('stem', 'conv', 'kernel')}, -(7 * 7 - 3 * 3) * 3 * 64),
     # Stride-1 stem: same parameters.
     'mobilenetv2': (set(), 0),
     # Pooled 512 -> 1000 classifier instead of the 7x7 x 512 -> 4096 -> 4096 -> 1000 head.
@@ -65,12 +65,31 @@ SMALL_IMAGE_DIFFERENCES = {
 }
 
 
+def _as_refs(node, only=...):
+  """``node`` with its Variables (those in ``only``) held as refs, for updating them in a trace.
+
+  Updating a plain Variable in a trace reads the new value's ``sharding``; for a tracer, jax
+  then builds an error message that walks the whole jaxpr traced so far, so tracing time grew
+  quadratically with a model's depth (DenseNet-169 at width 2: building it took 8 s instead
+  of 1, its loss and gradient 30 s instead of 7). The values are the same, bit for bit. Flax
+  versions without ``nnx.with_vars`` get ``node`` as it is.
+  """
+  if not hasattr(nnx, 'with_vars'):
+    return node
+  return nnx.with_vars(node, ref=True, only=only)
+
+
+def _rngs():
+  """``nnx.Rngs(0)``, whose counters (updated by every draw) are refs; for use in a trace."""
+  return _as_refs(nnx.Rngs(0))
+
+
 @functools.cache
 def _abstract(name, small_images):
-  """The full-size model with 1000 classes, as shapes only (cached: the DenseNets take seconds)."""
+  """The full-size model with 1000 classes, as shapes only (cached: the DenseNets take a second)."""
   return nnx.eval_shape(lambda: models.ARCHITECTURES[name](
       num_classes=1000, in_channels=3, small_images=small_images, bn_momentum=BN_MOMENTUM,
-      batch_norm_axis_name=BN_AXIS, rngs=nnx.Rngs(0)))
+      batch_norm_axis_name=BN_AXIS, rngs=_rngs()))
 
 
 def _param_shapes(model):
@@ -159,25 +178,54 @@ def test_bad_width_names_the_flag(width):
     models.create('xception', num_classes=10, in_channels=1, width=width, rngs=nnx.Rngs(0))
 
 
-# Smoke tests at tiny widths.
+# Smoke tests at tiny widths. They are compile-bound: the models run in milliseconds, but the
+# DenseNets' 121 and 169 layers (364 and 508 parameter leaves) take minutes to compile.
+# So every model is initialized once per process, each function below is compiled once per
+# model and input shape, and the stepped models reuse the loss-and-gradient function already
+# compiled for the initial one.
+
+INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
+"""XLA:CPU compiles the initializers without LLVM optimization.
+
+Their threefry random bits are what optimizing is slow for: DenseNet-121's initialization
+compiles in 13 s instead of 30, Xception's in 7 s instead of 25. Gradients and optimizer steps
+compile in about the same time either way, so they are left at the default.
+"""
 
 
 @functools.cache
 def _tiny(name):
-  """A tiny-width model for the digits (1 channel, 10 classes), initialized in one compiled call."""
-  return nnx.jit(lambda: models.create(name, num_classes=10, in_channels=1,
-                                       width=TINY_WIDTH[name], rngs=nnx.Rngs(0)))()
+  """``(graphdef, state)`` of a tiny-width model for the digits (1 channel, 10 classes).
+
+  Initialized in one compiled call, as ``nnx.jit`` would, and only once per process: the
+  forward-pass and training tests share it.
+  """
+  graphdefs = []
+
+  def init():
+    graphdef, state = nnx.split(models.create(name, num_classes=10, in_channels=1,
+                                              width=TINY_WIDTH[name], rngs=_rngs()))
+    graphdefs.append(graphdef)
+    return state
+
+  state = jax.jit(init, compiler_options=INIT_COMPILER_OPTIONS)()
+  return graphdefs[0], state
 
 
-@nnx.jit
-def _eval_logits(model, images):
+@functools.partial(jax.jit, static_argnums=0)
+def _eval_logits(graphdef, state, images):
+  model = nnx.merge(graphdef, state)
   model.eval()
   return model(images)
 
 
-@nnx.jit
-def _train_loss_and_grads(model, batch):
+@functools.partial(jax.jit, static_argnums=0)
+def _train_loss_and_grads(graphdef, params, rest, batch):
+  """The training loss (batch statistics) of the model with ``params``, and its gradient."""
+  model = nnx.merge(graphdef, params, rest)
   model.train()
+  # BatchNorm updates its running statistics; they are discarded.
+  model = _as_refs(model, only=nnx.BatchStat)
 
   def loss_fn(model):
     return classification_metrics(model(batch['image']), batch)[0]
@@ -206,11 +254,11 @@ def digits_batch():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize('name', NEW_MODELS)
-@pytest.mark.parametrize('size', [32, 16])
+# Model by model: both sizes of a model run next to each other, on one worker as a rule.
+@pytest.mark.parametrize('size, name', [(size, name) for name in NEW_MODELS for size in (32, 16)])
 def test_forward_pass(name, size):
-  images = jax.random.normal(jax.random.key(size), (2, size, size, 1))
-  logits = _eval_logits(_tiny(name), images)
+  images = np.random.default_rng(size).standard_normal((2, size, size, 1), np.float32)
+  logits = _eval_logits(*_tiny(name), images)
   assert logits.shape == (2, 10)
   assert np.all(np.isfinite(logits))
 
@@ -218,18 +266,35 @@ def test_forward_pass(name, size):
 @pytest.mark.slow
 @pytest.mark.parametrize('name', NEW_MODELS)
 def test_one_training_step_per_method_lowers_the_loss_on_digits(name, digits_batch):
-  model = _tiny(name)
-  loss, grads = _train_loss_and_grads(model, digits_batch)
-  params = nnx.state(model, nnx.Param)
+  graphdef, state = _tiny(name)
+  params, rest = nnx.split_state(state, nnx.Param, ...)
+  loss, grads = _train_loss_and_grads(graphdef, params, rest, digits_batch)
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   for method, stepped in _one_step_per_method(params, grads).items():
-    moved = nnx.clone(model)
-    nnx.update(moved, stepped)
-    new_loss, _ = _train_loss_and_grads(moved, digits_batch)
+    # The same shapes as `params`: the compiled function is reused, not compiled again.
+    new_loss, _ = _train_loss_and_grads(graphdef, stepped, rest, digits_batch)
     assert new_loss < loss, (method, float(new_loss), float(loss))
 
 
+@pytest.fixture
+def most_optimizations_disabled():
+  """XLA optimizes little while the test runs (LLVM at -O0, as `INIT_COMPILER_OPTIONS`).
+
+  For the training loop's functions, which the test cannot pass compiler options to; above
+  all the eager initializers, whose threefry random bits take 1-4 s to compile per kernel shape
+  otherwise. The test takes half the time. Every parallel mode runs under the same setting.
+  What it compiled is dropped after it: -O0 code can differ in the last bit (random normals
+  do), and later tests of this process must get what a fresh process would.
+  """
+  previous = jax.config.read('jax_disable_most_optimizations')
+  jax.config.update('jax_disable_most_optimizations', True)
+  yield
+  jax.config.update('jax_disable_most_optimizations', previous)
+  jax.clear_caches()
+
+
 @pytest.mark.slow
+@pytest.mark.usefixtures('most_optimizations_disabled')
 def test_parallel_modes_train_vgg16_like_one_device(config, tmp_path):
   assert len(jax.devices('cpu')) == 8
   config.model, config.width, config.method = 'vgg16', 4, 'znorm'
