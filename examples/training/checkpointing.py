@@ -142,6 +142,12 @@ class Checkpointer:
     )
     self._unverified: dict | None = None  # The step of the save in flight and its arrays.
     self._unfinished_saves_removed = False
+    if not read_only:
+      try:
+        self._check_writable(self.directory)  # A run stops before it trains, not at its first save.
+      except errors.WriteError:
+        self._manager.close()
+        raise
 
   def steps(self) -> list[int]:
     """The saved steps, newest first."""
@@ -163,7 +169,7 @@ class Checkpointer:
     self._verify_and_prune()
     if not self._unfinished_saves_removed:
       self._remove_unfinished_saves()
-    self._check_writable(step)
+    self._check_writable(self.step_path(step))
     checksums = {'model': _array_checksums(model), 'optimizer': _array_checksums(optimizer),
                  'loop': _json_checksum(loop), 'config': _json_checksum(config)}
     try:
@@ -180,8 +186,8 @@ class Checkpointer:
       _raise_as_write_error(self.step_path(step), error)
     self._unverified = {'step': step, 'model': model, 'optimizer': optimizer}
 
-  def _check_writable(self, step: int) -> None:
-    """Raises :class:`WriteError` if no file can be created in :attr:`directory`.
+  def _check_writable(self, name: str) -> None:
+    """Raises :class:`WriteError` naming ``name`` if no file can be created in :attr:`directory`.
 
     Orbax would find out in its background save, whose threads then wait minutes, holding
     the process open at exit, for a directory that was never created.
@@ -191,7 +197,7 @@ class Checkpointer:
         with tempfile.TemporaryFile(dir=self.directory):
           pass
       except OSError as error:
-        raise errors.WriteError(self.step_path(step), error) from error
+        raise errors.WriteError(name, error) from error
 
   def _remove_unfinished_saves(self) -> None:
     """Deletes the temporary directories that saves of a killed process left in ``directory``.

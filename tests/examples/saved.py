@@ -1,4 +1,4 @@
-"""Reading what the training core saved, for tests of both examples."""
+"""Reading what the training core saved (checkpoints, histories), for tests of both examples."""
 
 import contextlib
 
@@ -16,3 +16,9 @@ def saved_steps(workdir) -> list[int]:
   """The checkpointed steps in ``workdir``, newest first."""
   with contextlib.closing(checkpointing.Checkpointer(str(workdir), read_only=True)) as checkpointer:
     return checkpointer.steps()
+
+
+def without_timing(history: list[dict]) -> list[dict]:
+  """The records of a history without their throughput, which differs from run to run."""
+  return [{k: v for k, v in record.items() if k != 'train_examples_per_second'}
+          for record in history]

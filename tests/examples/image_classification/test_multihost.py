@@ -8,7 +8,6 @@ training matches one device is tested in ``test_train.py`` on a short run.
 """
 
 import os
-import socket
 import subprocess
 import sys
 
@@ -16,15 +15,9 @@ import chex
 import pytest
 
 from examples.training import metrics_log
+from tests.examples.processes import REPO
+from tests.examples.processes import free_port
 from tests.examples.saved import final_state
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
 
 
 def _start(workdir, *flags, devices_per_process: int):
@@ -45,7 +38,7 @@ def _start(workdir, *flags, devices_per_process: int):
 
 def test_two_processes_match_one_process_on_the_same_mesh(tmp_path):
   two, one = tmp_path / 'two_processes', tmp_path / 'one_process'
-  port = _free_port()
+  port = free_port()
   processes = [
       _start(two, f'--config.coordinator_address=localhost:{port}', '--config.num_processes=2',
              f'--config.process_id={process_id}', devices_per_process=1)

@@ -9,11 +9,7 @@ from examples.image_classification import train
 from examples.training import loop
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
-
-
-def _without_timing(history):
-  return [{k: v for k, v in record.items() if k != 'train_examples_per_second'}
-          for record in history]
+from tests.examples.saved import without_timing
 
 
 @pytest.mark.parametrize('method', ['adam', 'znorm'])
@@ -62,7 +58,7 @@ def test_resume_matches_uninterrupted_run(config, tmp_path, monkeypatch):
     train.train_and_evaluate(config, workdir)  # A fresh run must not mix with the old one.
   config.resume = True
   resumed = train.train_and_evaluate(config, workdir)
-  assert _without_timing(resumed) == _without_timing(uninterrupted)
+  assert without_timing(resumed) == without_timing(uninterrupted)
   chex.assert_trees_all_equal(final_state(workdir), final_state(str(tmp_path / 'uninterrupted')))
 
 
@@ -72,8 +68,8 @@ def test_same_seed_same_metrics_other_seed_differs(config, tmp_path):
   again = train.train_and_evaluate(config, str(tmp_path / 'again'))
   config.seed = 1
   other = train.train_and_evaluate(config, str(tmp_path / 'other'))
-  assert _without_timing(first) == _without_timing(again)
-  assert _without_timing(first) != _without_timing(other)
+  assert without_timing(first) == without_timing(again)
+  assert without_timing(first) != without_timing(other)
 
 
 def test_one_nan_pixel_stops_the_run(config, tmp_path, monkeypatch):

@@ -21,6 +21,7 @@ from examples.training import report
 from examples.training import sweep
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
+from tests.examples.saved import without_timing
 from tests.examples.training import tiny
 
 _DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -28,7 +29,7 @@ _DISK_FULL = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 def _resume_matches_the_uninterrupted_run(workdir, reference) -> None:
   history = tiny.fit(workdir, tiny.config(resume=True))
-  assert tiny.without_timing(history) == tiny.without_timing(reference[1])
+  assert without_timing(history) == without_timing(reference[1])
   chex.assert_trees_all_equal(final_state(workdir), final_state(reference[0]))
 
 

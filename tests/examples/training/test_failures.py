@@ -24,6 +24,7 @@ from examples.training import loop
 from examples.training import validation
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
+from tests.examples.saved import without_timing
 from tests.examples.training import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -148,7 +149,7 @@ def test_damaged_checkpoint_falls_back_to_the_previous_one(reference, tmp_path, 
   assert any(warning in r.getMessage() and 'falling back' in r.getMessage()
              for r in caplog.records), caplog.text
   assert glob.glob(f'{workdir}/corrupt_checkpoints/16-*')
-  assert tiny.without_timing(history) == tiny.without_timing(reference[1])
+  assert without_timing(history) == without_timing(reference[1])
   chex.assert_trees_all_equal(final_state(workdir), final_state(reference[0]))
 
 
@@ -195,7 +196,7 @@ def test_sigkill_during_a_save_then_resume_matches_the_uninterrupted_run(referen
   assert saved_steps(workdir) in ([9, 6, 3], [6, 3])
   history = tiny.fit(workdir, tiny.config(resume=True))
   assert not glob.glob(f'{workdir}/checkpoints/*tmp*')  # The unfinished save is removed.
-  assert tiny.without_timing(history) == tiny.without_timing(reference[1])
+  assert without_timing(history) == without_timing(reference[1])
   chex.assert_trees_all_equal(final_state(workdir), final_state(reference[0]))
 
 
@@ -234,7 +235,7 @@ def test_resume_refuses_another_runs_checkpoint(reference, tmp_path):
     tiny.fit(workdir, tiny.config(resume=True), num_train=32)  # Same flags, other data.
   assert saved_steps(workdir) == [16, 15]  # Refusing moves nothing aside.
   history = tiny.fit(workdir, tiny.config(resume=True, num_epochs=3))
-  assert tiny.without_timing(history[:2]) == tiny.without_timing(reference[1]) and len(history) == 3
+  assert without_timing(history[:2]) == without_timing(reference[1]) and len(history) == 3
 
 
 def test_load_model_reads_the_model_alone(reference, monkeypatch):

@@ -19,6 +19,7 @@ from examples.training.task import MASK
 from examples.training.task import Task
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
+from tests.examples.saved import without_timing
 
 FEATURES, CLASSES = 6, 3
 NUM_TRAIN, NUM_EVAL = 96, 20
@@ -81,18 +82,13 @@ def _fit(config, workdir, source=None):
                   gradient_transform=methods.gradient_transform(config.method))
 
 
-def _without_timing(history):
-  return [{k: v for k, v in record.items() if k != 'train_examples_per_second'}
-          for record in history]
-
-
 def test_parallel_modes_agree(tmp_path):
   assert len(jax.devices('cpu')) == 8
   results = {}
   for mode in ('none', 'sharded', 'pmap'):
     config = _config(parallel=mode)
     history = _fit(config, tmp_path / mode)
-    results[mode] = (_without_timing(history), final_state(tmp_path / mode))
+    results[mode] = (without_timing(history), final_state(tmp_path / mode))
   want_history, want_state = results['none']
   assert want_history[-1]['test_accuracy'] > 0.6  # It learns: chance is about 1/3.
   for mode in ('sharded', 'pmap'):
@@ -133,7 +129,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
   assert saved_steps(workdir) == [15, 10]
   config.resume = True
   resumed = _fit(config, workdir)
-  assert _without_timing(resumed) == _without_timing(uninterrupted)
+  assert without_timing(resumed) == without_timing(uninterrupted)
   chex.assert_trees_all_equal(final_state(workdir), final_state(tmp_path / 'uninterrupted'))
 
 

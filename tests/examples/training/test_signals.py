@@ -7,7 +7,6 @@ so a signal sent when ``step 5`` is printed arrives before step 5 runs.
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,11 +15,12 @@ import chex
 import pytest
 
 from examples.training import metrics_log
+from tests.examples.processes import REPO
+from tests.examples.processes import free_port
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
+from tests.examples.saved import without_timing
 from tests.examples.training import tiny
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _start(workdir, *flags, devices: int = 1, slow_from: int | None = 5):
@@ -59,7 +59,7 @@ def test_a_signal_saves_after_the_step_in_flight_and_resume_matches(reference, t
   assert saved_steps(tmp_path) == [5, 3]
   assert metrics_log.read(tmp_path / 'metrics.jsonl') == []  # No epoch ended.
   history = tiny.fit(tmp_path, tiny.config(resume=True))
-  assert tiny.without_timing(history) == tiny.without_timing(reference[1])
+  assert without_timing(history) == without_timing(reference[1])
   chex.assert_trees_all_equal(final_state(tmp_path), final_state(reference[0]))
 
 
@@ -86,14 +86,8 @@ def test_a_second_signal_stops_at_once(tmp_path, signum):
   assert saved_steps(tmp_path) == [3]
 
 
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('localhost', 0))
-    return s.getsockname()[1]
-
-
 def _two_processes(workdir, *flags, slow_from: int | None = 5) -> list[subprocess.Popen]:
-  port = _free_port()
+  port = free_port()
   return [_start(workdir, f'--coordinator=localhost:{port}', '--num-processes=2',
                  f'--process-id={process_id}', *flags, slow_from=slow_from)
           for process_id in range(2)]
@@ -122,5 +116,5 @@ def test_two_processes_save_at_the_same_step(tmp_path):
     assert process.returncode == 0, output[-3000:]
   assert saved_steps(workdir) == [16, 15]
   histories = [metrics_log.read(d / 'metrics.jsonl') for d in (workdir, tmp_path / 'uninterrupted')]
-  assert tiny.without_timing(histories[0]) == tiny.without_timing(histories[1])
+  assert without_timing(histories[0]) == without_timing(histories[1])
   chex.assert_trees_all_equal(final_state(workdir), final_state(tmp_path / 'uninterrupted'))

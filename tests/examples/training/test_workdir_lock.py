@@ -18,10 +18,10 @@ from examples.training import errors
 from examples.training import metrics_log
 from examples.training import sweep
 from examples.training import workdir_lock
+from tests.examples.processes import REPO
 from tests.examples.saved import saved_steps
+from tests.examples.saved import without_timing
 from tests.examples.training import tiny
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _snapshot(directory) -> dict[str, tuple[int, int]]:
@@ -61,7 +61,7 @@ def test_a_live_holder_refuses_a_second_run_and_a_killed_ones_lock_is_taken_over
     history = tiny.fit(tmp_path, tiny.config(resume=True))
   assert (f'Taking over {tmp_path}/run.lock from process {holder.pid} on host '
           f'{socket.gethostname()}, which ended without releasing it.') in caplog.text
-  assert tiny.without_timing(history) == tiny.without_timing(reference[1])
+  assert without_timing(history) == without_timing(reference[1])
   assert not (tmp_path / workdir_lock.FILENAME).exists()  # Released at the end.
 
 

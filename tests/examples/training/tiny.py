@@ -92,12 +92,6 @@ def fit(workdir: str, run_config=None, **data_kwargs):
                   gradient_transform=methods.gradient_transform(run_config.method))
 
 
-def without_timing(history: list[dict]) -> list[dict]:
-  """The records of a history without their throughput, which differs from run to run."""
-  return [{k: v for k, v in record.items() if k != 'train_examples_per_second'}
-          for record in history]
-
-
 def final_params(workdir: str, run_config=None) -> dict:
   """The parameters of the newest checkpoint, read through ``loop.load_model``."""
   model = loop.load_model(run_config or config(), str(workdir), TASK)
