@@ -13,7 +13,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
-	$(PYTHON) -m examples.image_classification.main \
+	$(PYTHON) -m examples.main \
 	  --config=examples/image_classification/configs/demo.py --workdir=runs/demo
 
 test: $(INSTALLED)

@@ -33,8 +33,8 @@ from flax import nnx
 # `python benchmarks/gradient_statistics_cost.py` puts benchmarks/ on the path.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from examples.image_classification.task import classification_task
+from examples.study import methods
 from examples.training import gradient_log
-from examples.training import methods
 from examples.training import parallel
 from examples.training import steps
 

@@ -38,7 +38,7 @@ from flax import nnx
 # `python benchmarks/train_throughput.py` puts benchmarks/ on the path; the examples live beside it.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from examples.image_classification.task import classification_task
-from examples.training import methods
+from examples.study import methods
 from examples.training import parallel
 from examples.training import steps
 
@@ -100,10 +100,10 @@ def _compiled_round(args: argparse.Namespace, method: str, data_parallel, batch)
   NaN/Inf record that the examples' train step keeps on device.
   """
   task = classification_task(args.model, num_classes=10, in_channels=3, width=args.width)
-  model = task.create_model(nnx.Rngs(0), data_parallel.batch_norm_axis_name)
+  model = task.create_model(nnx.Rngs(0), data_parallel.data_axis_name)
   optimizer = nnx.Optimizer(model, methods.make_optimizer(method, 1e-3), wrt=nnx.Param)
   graphdef, state = nnx.split((model, optimizer))
-  train_step = steps.train_step(task, graphdef, data_parallel.batch_norm_axis_name)
+  train_step = steps.train_step(task, graphdef, data_parallel.data_axis_name)
   if args.loop == 'device':
     train_step = _looped(train_step, args.steps_per_round)
   run = data_parallel.compile(train_step, donate_argnums=(0,))

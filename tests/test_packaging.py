@@ -160,10 +160,7 @@ def test_tfds_dataset_without_the_extra_names_it(monkeypatch, example, get_confi
   config = get_config()
   config.dataset = dataset
   with pytest.raises(datasets.DatasetUnavailableError) as error:
-    if example == 'image_classification':
-      input_pipeline.load(config, process_batch_size=8)
-    else:
-      input_pipeline.load(config)
+    input_pipeline.load(config)
   message = str(error.value)
   assert "pip install 'znorm-optax[tfds]'" in message and '\n' not in message
   assert f'--config.dataset={dataset}' in message and module_name in message
@@ -178,5 +175,5 @@ def test_other_missing_modules_are_not_blamed_on_the_extra(monkeypatch):
   config = resnet_default.get_config()
   config.dataset = 'cifar10'
   with pytest.raises(ModuleNotFoundError) as error:
-    input_pipeline.load(config, process_batch_size=8)
+    input_pipeline.load(config)
   assert error.value.name == 'ml_collections'

@@ -16,6 +16,7 @@ from examples.image_classification.preprocessing import Dataset
 from examples.image_classification.preprocessing import augment
 from examples.image_classification.preprocessing import channel_statistics
 from examples.training import datasets
+from examples.training import parallel
 from examples.training.data import ArraySource
 
 TFDS_DATASETS = ('cifar10', 'patch_camelyon')
@@ -28,7 +29,7 @@ def _normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndar
   return ((images - mean) / std).astype(np.float32)
 
 
-def load_digits(config: ml_collections.ConfigDict, process_batch_size: int) -> Dataset:
+def load_digits(config: ml_collections.ConfigDict) -> Dataset:
   """scikit-learn's 8x8 handwritten digits, upsampled to ``image_size``, split 80/20.
 
   Real data that ships with scikit-learn, so it needs no network. The 8x8
@@ -47,25 +48,25 @@ def load_digits(config: ml_collections.ConfigDict, process_batch_size: int) -> D
       images, digits.target, test_size=_DIGITS_TEST_FRACTION, random_state=0, stratify=digits.target
   )
   mean, std = channel_statistics(train_x)
-  source = ArraySource(
-      {'image': _normalize(train_x, mean, std), 'label': train_y.astype(np.int32)},
-      {'image': _normalize(test_x, mean, std), 'label': test_y.astype(np.int32)},
-      global_batch_size=config.batch_size,
-      process_batch_size=process_batch_size,
-      seed=config.seed,
-      train_transform=augment if config.augment else None,
-  )
-  return Dataset(source, 10, train_x.shape[1:], len(train_x), len(test_x))
+  train = {'image': _normalize(train_x, mean, std), 'label': train_y.astype(np.int32)}
+  test = {'image': _normalize(test_x, mean, std), 'label': test_y.astype(np.int32)}
+
+  def make_source(run_config: ml_collections.ConfigDict) -> ArraySource:
+    return ArraySource(train, test, global_batch_size=run_config.batch_size,
+                       process_batch_size=parallel.process_batch_size(run_config),
+                       seed=run_config.seed, train_transform=augment if run_config.augment else None)
+
+  return Dataset(10, train_x.shape[1:], len(train_x), len(test_x), make_source)
 
 
-def load(config: ml_collections.ConfigDict, process_batch_size: int) -> Dataset:
-  """The dataset named by ``config.dataset``, as this process's source of batches.
+def load(config: ml_collections.ConfigDict) -> Dataset:
+  """The dataset named by ``config.dataset``; a sweep loads it once for all its runs.
 
   Raises:
     DatasetUnavailableError: if a tfds dataset is not prepared and may not be
       downloaded, or TensorFlow is not installed.
   """
   if datasets.check_dataset(config.dataset, DATASETS) == 'digits':
-    return load_digits(config, process_batch_size)
+    return load_digits(config)
   tfds_data = datasets.import_tfds_loader('examples.image_classification.tfds_data', config.dataset)
-  return tfds_data.load(config, process_batch_size)
+  return tfds_data.load(config)

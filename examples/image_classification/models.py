@@ -2,9 +2,9 @@
 
 Every convolution is followed by BatchNorm, as in the paper. BatchNorm momentum
 defaults to 0.9 so the running statistics used at evaluation converge within
-short runs (with 0.99 they need thousands of steps). :func:`create` also builds
-the paper's other Table 1 models (:data:`ARCHITECTURES`), which follow the same
-conventions.
+short runs (with 0.99 they need thousands of steps). The conv-BN layers and the
+BatchNorm settings come from :mod:`layers`, shared with the paper's other
+Table 1 models (:data:`ARCHITECTURES`), which :func:`create_model` also builds.
 """
 
 import functools
@@ -13,6 +13,7 @@ import jax
 from flax import nnx
 
 from examples.image_classification import densenet
+from examples.image_classification import layers
 from examples.image_classification import mobilenet
 from examples.image_classification import vgg
 from examples.image_classification import xception
@@ -32,20 +33,6 @@ PLAIN_PREFIX = 'plain'  # plain<6n+2>: the CIFAR ResNet without shortcuts (He et
 DEFAULT_WIDTH = {'cifar': 16, 'bottleneck': 64}
 
 
-class _ConvBN(nnx.Module):
-  """Convolution without bias followed by BatchNorm."""
-
-  def __init__(self, in_features, out_features, kernel, stride, *, norm, rngs):
-    self.conv = nnx.Conv(
-        in_features, out_features, (kernel, kernel), strides=stride, padding='SAME',
-        use_bias=False, kernel_init=nnx.initializers.he_normal(), rngs=rngs,
-    )
-    self.norm = norm(out_features, rngs=rngs)
-
-  def __call__(self, x):
-    return self.norm(self.conv(x))
-
-
 class BasicBlock(nnx.Module):
   """Two 3x3 conv-BN layers; with ``skip_connection`` their output is added to the input.
 
@@ -53,12 +40,12 @@ class BasicBlock(nnx.Module):
   """
 
   def __init__(self, in_features, features, stride, *, skip_connection, norm, rngs):
-    self.conv1 = _ConvBN(in_features, features, 3, stride, norm=norm, rngs=rngs)
-    self.conv2 = _ConvBN(features, features, 3, 1, norm=norm, rngs=rngs)
+    self.conv1 = layers.ConvBN(in_features, features, 3, stride=stride, norm=norm, rngs=rngs)
+    self.conv2 = layers.ConvBN(features, features, 3, norm=norm, rngs=rngs)
     self.skip_connection = skip_connection
     needs_projection = skip_connection and (stride != 1 or in_features != features)
     self.projection = (
-        _ConvBN(in_features, features, 1, stride, norm=norm, rngs=rngs)
+        layers.ConvBN(in_features, features, 1, stride=stride, norm=norm, rngs=rngs)
         if needs_projection else None
     )
 
@@ -76,11 +63,11 @@ class BottleneckBlock(nnx.Module):
 
   def __init__(self, in_features, features, stride, *, norm, rngs):
     out_features = features * self.expansion
-    self.conv1 = _ConvBN(in_features, features, 1, 1, norm=norm, rngs=rngs)
-    self.conv2 = _ConvBN(features, features, 3, stride, norm=norm, rngs=rngs)
-    self.conv3 = _ConvBN(features, out_features, 1, 1, norm=norm, rngs=rngs)
+    self.conv1 = layers.ConvBN(in_features, features, 1, norm=norm, rngs=rngs)
+    self.conv2 = layers.ConvBN(features, features, 3, stride=stride, norm=norm, rngs=rngs)
+    self.conv3 = layers.ConvBN(features, out_features, 1, norm=norm, rngs=rngs)
     self.projection = (
-        _ConvBN(in_features, out_features, 1, stride, norm=norm, rngs=rngs)
+        layers.ConvBN(in_features, out_features, 1, stride=stride, norm=norm, rngs=rngs)
         if stride != 1 or in_features != out_features else None
     )
 
@@ -98,7 +85,7 @@ class ResNet(nnx.Module):
 
   def __init__(self, stem_features: int, stages: list[nnx.Module], out_features: int,
                num_classes: int, in_channels: int, *, norm, rngs: nnx.Rngs):
-    self.stem = _ConvBN(in_channels, stem_features, 3, 1, norm=norm, rngs=rngs)
+    self.stem = layers.ConvBN(in_channels, stem_features, 3, norm=norm, rngs=rngs)
     self.blocks = nnx.List(stages)
     self.classifier = nnx.Linear(out_features, num_classes, rngs=rngs)
 
@@ -107,10 +94,6 @@ class ResNet(nnx.Module):
     for block in self.blocks:
       x = block(x)
     return self.classifier(x.mean(axis=(1, 2)))
-
-
-def _norm(momentum: float, axis_name: str | None):
-  return functools.partial(nnx.BatchNorm, momentum=momentum, axis_name=axis_name)
 
 
 def cifar_resnet(depth: int, *, num_classes: int, in_channels: int, width: int = 16,
@@ -132,7 +115,7 @@ def cifar_resnet(depth: int, *, num_classes: int, in_channels: int, width: int =
   if depth < 8 or (depth - 2) % 6:
     raise ValueError(f'A CIFAR ResNet has depth 6n + 2 (e.g. {CIFAR_DEPTHS}); got {depth}.')
   blocks_per_stage = (depth - 2) // 6
-  norm = _norm(bn_momentum, batch_norm_axis_name)
+  norm = layers.batch_norm(bn_momentum, batch_norm_axis_name)
   blocks, in_features = [], width
   for stage, features in enumerate((width, 2 * width, 4 * width)):
     for index in range(blocks_per_stage):
@@ -149,7 +132,7 @@ def bottleneck_resnet(depth: int, *, num_classes: int, in_channels: int, width: 
   """ResNet-50/101/152 (bottleneck blocks, stage widths 1x-8x ``width``) with a small-image stem."""
   if depth not in BOTTLENECK_STAGES:
     raise ValueError(f'Bottleneck ResNets have depth {tuple(BOTTLENECK_STAGES)}; got {depth}.')
-  norm = _norm(bn_momentum, batch_norm_axis_name)
+  norm = layers.batch_norm(bn_momentum, batch_norm_axis_name)
   blocks, in_features = [], width
   for stage, num_blocks in enumerate(BOTTLENECK_STAGES[depth]):
     features = width * 2**stage
@@ -160,9 +143,9 @@ def bottleneck_resnet(depth: int, *, num_classes: int, in_channels: int, width: 
   return ResNet(width, blocks, in_features, num_classes, in_channels, norm=norm, rngs=rngs)
 
 
-def create(name: str, *, num_classes: int, in_channels: int, width: int | None = None,
-           skip_connections: bool = True, bn_momentum: float = 0.9,
-           batch_norm_axis_name: str | None = None, rngs: nnx.Rngs) -> nnx.Module:
+def create_model(name: str, *, num_classes: int, in_channels: int, width: int | None = None,
+                 skip_connections: bool = True, bn_momentum: float = 0.9,
+                 batch_norm_axis_name: str | None = None, rngs: nnx.Rngs) -> nnx.Module:
   """Builds a model by name.
 
   ``resnet20`` ... ``resnet110`` (CIFAR), ``resnet50/101/152`` (bottleneck),
@@ -214,7 +197,7 @@ def _parse(name: str) -> tuple[str, int]:
 
 
 def check_model(name: str) -> str:
-  """Returns ``name`` if :func:`create` accepts it, else raises ``ValueError``."""
+  """Returns ``name`` if :func:`create_model` accepts it, else raises ``ValueError``."""
   _parse(name)
   return name
 

@@ -1,7 +1,9 @@
 """What the image classification loaders share: their result, channel statistics, augmentation."""
 
 import dataclasses
+from collections.abc import Callable
 
+import ml_collections
 import numpy as np
 
 from examples.training.data import NumpyBatch
@@ -12,13 +14,15 @@ _CROP_PADDING = 4
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """A data source plus what the model needs to know about the images."""
+  """What the model needs to know about the images, and how to serve one run's batches."""
 
-  source: DataSource
   num_classes: int
   image_shape: tuple[int, int, int]
   num_train: int
   num_test: int
+  make_source: Callable[[ml_collections.ConfigDict], DataSource]
+  """``config ->`` one run's batches: ``config.batch_size`` over all processes, shuffled (and
+  augmented) with ``config.seed``."""
 
 
 def channel_statistics(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

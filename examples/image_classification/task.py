@@ -26,13 +26,13 @@ def classification_metrics(logits: jax.Array, batch: Batch) -> tuple[jax.Array, 
 def classification_task(model: str, *, num_classes: int, in_channels: int,
                         width: int | None = None, skip_connections: bool = True,
                         bn_momentum: float = 0.9) -> Task:
-  """The :class:`Task` that trains ``model`` (see :func:`models.create`) on labelled images."""
+  """The :class:`Task` that trains ``model`` (:func:`models.create_model`) on labelled images."""
 
-  def create_model(rngs: nnx.Rngs, batch_norm_axis_name: str | None) -> nnx.Module:
-    return models.create(
+  def create_model(rngs: nnx.Rngs, data_axis_name: str | None) -> nnx.Module:
+    return models.create_model(
         model, num_classes=num_classes, in_channels=in_channels, width=width,
         skip_connections=skip_connections, bn_momentum=bn_momentum,
-        batch_norm_axis_name=batch_norm_axis_name, rngs=rngs,
+        batch_norm_axis_name=data_axis_name, rngs=rngs,
     )
 
   return Task(

@@ -11,6 +11,7 @@ from examples.image_classification.preprocessing import Dataset
 from examples.image_classification.preprocessing import augment
 from examples.image_classification.preprocessing import channel_statistics
 from examples.training import distributed
+from examples.training import parallel
 from examples.training.data import NumpyBatch
 from examples.training.data import pad_batch
 from examples.training.datasets import DatasetUnavailableError
@@ -39,14 +40,16 @@ class TfdsSource:
     std: per-channel standard deviation of training images in [0, 1].
     shuffle_buffer: examples held by the shuffle buffer.
     augment_images: whether to apply :func:`augment` to training batches.
+    num_train: examples in ``train_split``.
+    num_test: examples in ``test_split``.
     train_split: tfds split to train on.
     test_split: tfds split to evaluate on.
   """
 
   def __init__(self, builder: tfds.core.DatasetBuilder, *, global_batch_size: int,
                process_batch_size: int, seed: int, mean: np.ndarray, std: np.ndarray,
-               shuffle_buffer: int, augment_images: bool, train_split: str = 'train',
-               test_split: str = 'test'):
+               shuffle_buffer: int, augment_images: bool, num_train: int, num_test: int,
+               train_split: str = 'train', test_split: str = 'test'):
     self._builder = builder
     self._global_batch_size = global_batch_size
     self._process_batch_size = process_batch_size
@@ -57,8 +60,7 @@ class TfdsSource:
     self._augment = augment_images
     self._train_split = train_split
     self._test_split = test_split
-    self.num_train = _count(builder.as_dataset(split=train_split))
-    self.num_test = _count(builder.as_dataset(split=test_split))
+    self.num_train, self.num_test = num_train, num_test
     self.steps_per_epoch = self.num_train // global_batch_size
     if self.steps_per_epoch == 0:
       raise ValueError(
@@ -129,7 +131,7 @@ def _prepared_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBui
   return builder
 
 
-def load(config: ml_collections.ConfigDict, process_batch_size: int) -> Dataset:
+def load(config: ml_collections.ConfigDict) -> Dataset:
   """``cifar10`` or ``patch_camelyon`` from ``config.data_dir`` (downloads with ``download``).
 
   Raises:
@@ -139,12 +141,16 @@ def load(config: ml_collections.ConfigDict, process_batch_size: int) -> Dataset:
   sample = builder.as_dataset(split='train').take(config.normalization_examples)
   images = np.stack([example['image'] for example in tfds.as_numpy(sample)]) / 255.0
   mean, std = channel_statistics(images)
-  source = TfdsSource(
-      builder, global_batch_size=config.batch_size, process_batch_size=process_batch_size,
-      seed=config.seed, mean=mean, std=std, shuffle_buffer=config.shuffle_buffer,
-      augment_images=config.augment,
-  )
-  features = builder.info.features
-  return Dataset(source, features['label'].num_classes, tuple(features['image'].shape),
-                 source.num_train, source.num_test)
+  num_train, num_test = (_count(builder.as_dataset(split=split)) for split in ('train', 'test'))
 
+  def make_source(run_config: ml_collections.ConfigDict) -> TfdsSource:
+    return TfdsSource(
+        builder, global_batch_size=run_config.batch_size,
+        process_batch_size=parallel.process_batch_size(run_config), seed=run_config.seed,
+        mean=mean, std=std, shuffle_buffer=run_config.shuffle_buffer,
+        augment_images=run_config.augment, num_train=num_train, num_test=num_test,
+    )
+
+  features = builder.info.features
+  return Dataset(features['label'].num_classes, tuple(features['image'].shape), num_train,
+                 num_test, make_source)

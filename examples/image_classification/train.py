@@ -1,7 +1,7 @@
-"""Image classification on the shared training core.
+"""Image classification (the paper's Tables 1 and 2) as the study's :class:`Example` record.
 
-:func:`train_and_evaluate` runs one configuration; :func:`run_sweep` runs the
-paper's models x methods x seeds comparison and writes its table and curves.
+:func:`train_and_evaluate` trains one configuration; ``python -m examples.main``
+runs it, or the sweep of models x methods x seeds with its table and curves.
 """
 
 from typing import Any
@@ -10,63 +10,53 @@ import ml_collections
 
 from examples.image_classification import input_pipeline
 from examples.image_classification import models
+from examples.image_classification.preprocessing import Dataset
 from examples.image_classification.task import classification_task
+from examples.study import experiment
+from examples.study import sweep
+from examples.study.example import Example
 from examples.training import datasets
-from examples.training import loop
-from examples.training import methods
-from examples.training import parallel
-from examples.training import report
-from examples.training import sweep
-from examples.training import validation
-
-TABLE_COLUMNS = (('test_accuracy', 'Test Accuracy', 3), ('train_loss', 'Train Loss', 4))
-CURVES = (('test_accuracy', 'test accuracy', 3), ('train_loss', 'train loss', 4))
-RESUMABLE_KEYS = ('data_dir', 'download', 'compilation_cache', 'sweep')
-"""Fields besides the core's (`loop.RESUMABLE_KEYS`) that a resumed run may change."""
+from examples.training.task import Task
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks the flags before anything runs.
+  """Checks the dataset and every model of the sweep.
 
   Raises:
     ValueError: naming the bad flag and its valid values.
   """
   datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
-  for model in config.sweep.models or (config.model,):
+  for model in sweep.grid(config)[0]:
     models.check_model(model)
-  methods.check_methods(config)
-  validation.validate(config)
+
+
+def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
+  """``config.model`` for the dataset's classes and channels, with cross-entropy."""
+  return classification_task(
+      config.model, num_classes=dataset.num_classes, in_channels=dataset.image_shape[-1],
+      width=config.width, skip_connections=config.skip_connections, bn_momentum=config.bn_momentum,
+  )
+
+
+EXAMPLE = Example(
+    validate_config=validate_config,
+    load_data=input_pipeline.load,
+    make_task=make_task,
+    table_columns=(('test_accuracy', 'Test Accuracy', 3), ('train_loss', 'Train Loss', 4)),
+    curves=(('test_accuracy', 'test accuracy', 3), ('train_loss', 'train loss', 4)),
+    resumable_keys=lambda config: ('data_dir', 'download'),
+)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
-  """Trains ``config.model`` with ``config.method`` and evaluates after every epoch.
+  """Trains ``config.model`` with ``config.method`` and evaluates it after every epoch.
 
   Args:
     config: see ``configs/default.py``.
-    workdir: receives ``metrics.jsonl`` and ``checkpoints/``.
+    workdir: receives ``metrics.jsonl``, the event files and ``checkpoints/``.
 
   Returns:
     Per-epoch records (``train_loss``, ``train_accuracy``, ``test_loss``,
     ``test_accuracy``, ...), as in ``metrics.jsonl``.
   """
-  dataset = input_pipeline.load(config, parallel.process_batch_size(config))
-  task = classification_task(
-      config.model, num_classes=dataset.num_classes, in_channels=dataset.image_shape[-1],
-      width=config.width, skip_connections=config.skip_connections, bn_momentum=config.bn_momentum,
-  )
-  optimizer = methods.make_optimizer(config.method, config.learning_rate)
-  return loop.fit(config, workdir, task, dataset.source, optimizer, resumable_keys=RESUMABLE_KEYS,
-                  gradient_transform=methods.gradient_transform(config.method),
-                  name=f'{config.model} {config.method} seed {config.seed}')
-
-
-def run_sweep(config: ml_collections.ConfigDict, workdir: str) -> tuple[str, str]:
-  """Runs ``config.sweep`` and writes results, ``table.md`` and ``curves.png`` to ``workdir``.
-
-  Returns:
-    The markdown table and the path of the curves PNG.
-  """
-
-  results = sweep.run_sweep(train_and_evaluate, config, workdir)
-  return report.write_report(results, workdir, dataset=config.dataset,
-                             table_columns=TABLE_COLUMNS, curves=CURVES)
+  return experiment.train_and_evaluate(EXAMPLE, config, workdir)

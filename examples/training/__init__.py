@@ -1,47 +1,49 @@
-"""The training core shared by the examples; it knows nothing about any one task.
+"""The training core shared by the examples; it knows no model, dataset or method.
 
-A task plugs in with three things:
+A caller gives :func:`~examples.training.loop.fit` four things:
 
 1. A :class:`~examples.training.task.Task`: ``create_model(rngs,
-   batch_norm_axis_name)`` returning an ``nnx.Module``, ``train_loss(model,
-   batch) -> (loss, metric_sums)`` and ``eval_metrics(model, batch) ->
-   metric_sums``. Metric values are sums over the batch's real examples
-   (weight by ``batch['mask']``); the core adds the example count and reports
-   means, e.g. ``train_loss`` and ``test_accuracy``.
+   data_axis_name)`` returning an ``nnx.Module`` (``data_axis_name`` names the
+   device axis under ``pmap``, for layers such as BatchNorm whose statistics
+   span the global batch; ``None`` otherwise), ``train_loss(model, batch) ->
+   (loss, metric_sums)`` and ``eval_metrics(model, batch) -> metric_sums``.
+   Metric values are sums over the batch's real examples (weight by
+   ``batch['mask']``); the core adds the example count and reports means,
+   e.g. ``train_loss`` and ``test_accuracy``.
 2. A :class:`~examples.training.task.DataSource` of process-local NumPy
    batches, e.g. :class:`~examples.training.data.ArraySource` for arrays in
    memory. Split the global batch with
-   :func:`~examples.training.distributed.process_batch_size`.
-3. An optimizer, usually :func:`~examples.training.methods.make_optimizer`
-   with a method name (``adam``, ``znorm``, ``gc``, ``clip``, ``wd1e-3``,
-   ``wd1e-4``) and a learning rate or optax schedule.
+   :func:`~examples.training.parallel.process_batch_size`.
+3. An optax optimizer, and the gradient transform before its moments if
+   ``--config.log_gradient_statistics`` is on.
+4. A config with the fields of :func:`~examples.training.defaults.get_config`.
 
-Then :func:`~examples.training.loop.fit` trains with ``--config.parallel`` =
-``sharded`` (default), ``pmap`` or ``none`` on the devices of
-``--config.platform`` (JAX's default backend unless set), evaluates every epoch,
-writes ``metrics.jsonl`` and TensorBoard event files (and, with
-``--config.log_gradient_statistics=True``, each parameter leaf's gradient norm
-and std before and after the method's transform at every log step, into
-``gradient_statistics.jsonl`` and TensorBoard), checkpoints with orbax (named
-items, the run's config, checksums, fall-back to the previous intact
-checkpoint) and resumes with ``--config.resume`` only into the same run. NaN or
-Inf in the loss, gradients or updates stops the run, or with
+It then trains with ``--config.parallel`` = ``sharded`` (default), ``pmap`` or
+``none`` on the devices of ``--config.platform`` (JAX's default backend unless
+set), evaluates every epoch, writes ``metrics.jsonl`` and TensorBoard event
+files (and, with ``--config.log_gradient_statistics=True``, each parameter
+leaf's gradient norm and std before and after the gradient transform at every
+log step, into ``gradient_statistics.jsonl`` and TensorBoard), checkpoints with
+orbax (named items, the run's config, checksums, fall-back to the previous
+intact checkpoint) and resumes with ``--config.resume`` only into the same run.
+NaN or Inf in the loss, gradients or updates stops the run, or with
 ``--config.on_nonfinite=skip`` skips the step. SIGTERM or SIGINT stops it after
 the step in flight with a verified checkpoint; a second run on the same work
 directory is refused; a failed write stops it with one line naming the path.
-:func:`~examples.training.sweep.run_sweep` runs models x
-methods x seeds, and :func:`~examples.training.report.write_report` makes the
-mean ± std table, the per-epoch curves with the task's own columns and, from
-the runs' gradient statistics, the per-layer gradient norm against depth.
-Multi-host runs call :func:`~examples.training.distributed.initialize` first.
+Multi-host runs call :func:`~examples.training.distributed.initialize` first
+(:func:`~examples.training.cli.run` does).
 
-Modules: ``methods`` (optimizer registry), ``task`` (interfaces), ``steps``
-(jittable steps), ``parallel`` (data-parallel modes), ``distributed``
-(processes), ``data`` (in-memory source, padding), ``checkpointing`` (orbax),
-``metrics_log`` (JSONL), ``tensorboard_log`` (event files), ``gradient_log``
-(per-layer gradient statistics), ``validation`` (config and work directory
-checks), ``cli`` (the shared command line), ``loop`` (the training loop),
-``stop_signals`` (SIGTERM, SIGINT, preemption notices), ``workdir_lock`` (one
-run per work directory), ``errors`` (why a run stopped), ``sweep`` and
-``report``.
+The paper's study (the compared optimizers, sweeps, reports) sits above this core, in
+:mod:`examples.study`.
+
+Modules: ``task`` (interfaces), ``defaults`` (the core's config fields),
+``steps`` (jittable steps), ``parallel`` (data-parallel modes), ``distributed``
+(processes), ``data`` (in-memory source, padding), ``datasets`` (dataset-name
+checks, optional tfds), ``checkpointing`` (orbax), ``resume`` (same-run check,
+``load_model``), ``metrics_log`` (JSONL), ``tensorboard_log`` (event files),
+``gradient_log`` (per-layer gradient statistics), ``validation`` (config and
+work directory checks), ``cli`` (the shared command line), ``loop`` (the
+training loop), ``stop_signals`` (SIGTERM, SIGINT, preemption notices),
+``workdir_lock`` (one run per work directory) and ``errors`` (why a run
+stopped).
 """

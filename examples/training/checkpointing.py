@@ -68,6 +68,16 @@ class Restored(NamedTuple):
   config: dict | None
 
 
+def metric_sums_to_json(metric_sums) -> dict[str, list]:
+  """An epoch's running metric sums as JSON for the ``loop`` item, dtype kept: resume is exact."""
+  return {name: [value.item(), str(value.dtype)] for name, value in metric_sums.items()}
+
+
+def metric_sums_from_json(saved: dict[str, list]) -> dict[str, np.ndarray]:
+  """The inverse of :func:`metric_sums_to_json`."""
+  return {name: np.asarray(value, dtype) for name, (value, dtype) in saved.items()}
+
+
 def _path_name(path) -> str:
   return '/'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)
 

@@ -7,13 +7,7 @@ def get_config() -> ml_collections.ConfigDict:
   """The core's settings, checked by :func:`examples.training.validation.validate`."""
   config = ml_collections.ConfigDict()
 
-  # The run: one model, method and seed (a sweep sets them per run).
-  config.model = ''
-  config.method = 'adam'  # adam, znorm, gc, clip, wd1e-3, wd1e-4.
-  config.seed = 0
-
-  # Optimization.
-  config.learning_rate = 1e-3
+  config.seed = 0  # Initializes the model; data sources usually shuffle with it too.
   config.batch_size = 256  # Global, over all devices and processes.
   config.num_epochs = 100
 
@@ -32,11 +26,4 @@ def get_config() -> ml_collections.ConfigDict:
   config.coordinator_address = ''  # host:port of process 0.
   config.num_processes = 1
   config.process_id = 0
-
-  # Sweep: when methods is non-empty, main runs models x methods x seeds
-  # (empty models/seeds mean config.model / config.seed) and writes the table.
-  config.sweep = ml_collections.ConfigDict()
-  config.sweep.models = ()
-  config.sweep.methods = ()
-  config.sweep.seeds = ()
   return config

@@ -2,10 +2,9 @@
 
 The train step computes, with :func:`znorm_optax.gradient_statistics`, the L2
 norm and the population std of every parameter leaf's gradient twice: as
-backpropagation gives it (``before``) and as the method's gradient transform
-hands it to Adam's moments (``after``; e.g. z-scored by ZNorm, centralized by
-GC, clipped). It does so only at log steps (``lax.cond`` on the step counter)
-and returns them as one ``(4, leaves)`` array, which the loop reads together
+backpropagation gives it (``before``) and as the caller's gradient transform
+hands it to the optimizer's moments (``after``; e.g. z-scored). It does so
+only at log steps (``lax.cond`` on the step counter) and returns them as one ``(4, leaves)`` array, which the loop reads together
 with the rest of the log step's values: no step waits for the host.
 
 Process 0 writes them to ``<workdir>/gradient_statistics.jsonl``, one record
@@ -43,9 +42,9 @@ class StepStatistics:
 
   Args:
     gradient_transform: what the optimizer applies to the raw gradient before
-      its moments, e.g. :func:`examples.training.methods.gradient_transform`.
-      It must be stateless (an empty state), as ZNorm, GC and clipping are:
-      the step applies it afresh to read its output.
+      its moments. It must be stateless (an empty state), as z-scoring,
+      centralizing and clipping are: the step applies it afresh to read its
+      output.
     every_steps: the log interval; the statistics are computed when the step
       counter after the step is a multiple of it, and are NaN otherwise.
     params: a pure-dict tree like the parameters (only its structure and
@@ -60,7 +59,7 @@ class StepStatistics:
     if jax.tree.leaves(state):
       raise ValueError(
           '--config.log_gradient_statistics=True needs a stateless gradient transform (the part '
-          f'of the optimizer before Adam\'s moments), but this one keeps state {state}.')
+          f'of the optimizer before its moments), but this one keeps state {state}.')
     self._transform = gradient_transform
     self._every_steps = every_steps
     self.names = leaf_names(params)

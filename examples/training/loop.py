@@ -1,6 +1,5 @@
 """The generic training loop: epochs of jitted steps, evaluation, logging, checkpoints."""
 
-import json
 import signal
 import time
 from collections.abc import Iterable
@@ -19,6 +18,7 @@ from examples.training import errors
 from examples.training import gradient_log
 from examples.training import metrics_log
 from examples.training import parallel
+from examples.training import resume
 from examples.training import steps
 from examples.training import stop_signals
 from examples.training import tensorboard_log
@@ -32,24 +32,8 @@ from examples.training.task import means
 TRAIN_PREFIX = 'train_'
 EVAL_PREFIX = 'test_'
 
-RESUMABLE_KEYS = (
-    'num_epochs', 'resume', 'log_every_steps', 'checkpoint_every_steps', 'progress_bar',
-    'parallel', 'platform', 'on_nonfinite', 'max_nonfinite_steps', 'coordinator_address',
-    'num_processes', 'process_id', 'log_gradient_statistics',
-)
-"""Config fields a resumed run may change; every other field must equal the checkpoint's."""
-
-
 class NonFiniteError(ValueError):
   """Training met a NaN or an Inf (``--config.on_nonfinite``)."""
-
-
-def _metric_sums_to_json(metric_sums) -> dict[str, list]:
-  return {name: [value.item(), str(value.dtype)] for name, value in metric_sums.items()}
-
-
-def _metric_sums_from_json(saved: dict[str, list]) -> dict[str, np.ndarray]:
-  return {name: np.asarray(value, dtype) for name, (value, dtype) in saved.items()}
 
 
 def _epoch_means(metric_sums, prefix: str) -> dict[str, float]:
@@ -60,53 +44,6 @@ def _epoch_means(metric_sums, prefix: str) -> dict[str, float]:
   if skipped is not None:
     record[prefix + steps.SKIPPED] = int(skipped)
   return record
-
-
-def config_to_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
-  """The config as the JSON a checkpoint stores (tuples become lists)."""
-  return json.loads(config.to_json_best_effort(sort_keys=True))
-
-
-def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
-  flat = {}
-  for key, value in tree.items():
-    if isinstance(value, dict) and value:
-      flat.update(_flatten(value, f'{prefix}{key}.'))
-    else:
-      flat[f'{prefix}{key}'] = value
-  return flat
-
-
-def check_same_run(saved_config: dict, config: ml_collections.ConfigDict, checkpoint: str,
-                   resumable_keys: Iterable[str] = ()) -> None:
-  """Refuses to resume ``checkpoint`` if its run had other settings than ``config``.
-
-  Args:
-    saved_config: the ``config`` item of the checkpoint.
-    config: this run's config.
-    checkpoint: the checkpoint's path, for the message.
-    resumable_keys: fields besides :data:`RESUMABLE_KEYS` that may differ
-      (a field also covers its sub-fields, e.g. ``sweep``).
-
-  Raises:
-    ValueError: listing every differing field with both values.
-  """
-  may_change = set(RESUMABLE_KEYS) | set(resumable_keys)
-  before, now = _flatten(saved_config), _flatten(config_to_json(config))
-  missing = '<unset>'
-  differing = [
-      key for key in sorted(before.keys() | now.keys())
-      if not any(key == k or key.startswith(k + '.') for k in may_change)
-      and before.get(key, missing) != now.get(key, missing)
-  ]
-  if differing:
-    changes = '; '.join(f'{key}: {before.get(key, missing)!r} there, {now.get(key, missing)!r} now'
-                        for key in differing)
-    raise ValueError(
-        f'--config.resume=True, but the checkpoint {checkpoint} is of a run with other settings '
-        f'({changes}). Pass the checkpoint\'s values, or choose a new --workdir; only '
-        f'{", ".join(sorted(may_change))} may change on resume.'
-    )
 
 
 def _pure(state: nnx.State) -> dict:
@@ -127,7 +64,7 @@ class _Run:
                stop: stop_signals.StopSignals, name: str):
     self.config, self.data, self.stop, self.name = config, data, stop, name
     self.data_parallel = parallel.make(config.parallel, config.platform)
-    axis_name = self.data_parallel.batch_norm_axis_name
+    axis_name = self.data_parallel.data_axis_name
     graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
     self.gradient_statistics = None
     if config.log_gradient_statistics:
@@ -145,7 +82,7 @@ class _Run:
         steps.eval_step(task, graphdef, axis_name), donate_argnums=()
     )
 
-    self.config_json = config_to_json(config)
+    self.config_json = resume.config_to_json(config)
     self.checkpointer = checkpointing.Checkpointer(workdir, config.checkpoint_every_steps)
     self.log = metrics_log.MetricsLog(workdir)
     self.history: list[dict[str, Any]] = []
@@ -180,7 +117,7 @@ class _Run:
     """Loads the newest intact checkpoint into ``host_state`` and the bookkeeping."""
 
     def check(restored: checkpointing.Restored) -> None:
-      check_same_run(restored.config, self.config, restored.path, resumable_keys)
+      resume.check_same_run(restored.config, self.config, restored.path, resumable_keys)
       if restored.loop['steps_per_epoch'] != self.data.steps_per_epoch:
         raise ValueError(
             f'--config.resume=True, but the checkpoint {restored.path} was trained with '
@@ -204,7 +141,7 @@ class _Run:
     self.history = restored.loop['history']
     if restored.loop['train_sums'] is not None:
       self.train_sums = self.data_parallel.put_state(
-          _metric_sums_from_json(restored.loop['train_sums']))
+          checkpointing.metric_sums_from_json(restored.loop['train_sums']))
 
   def check_finite(self) -> None:
     """Stops the run if the train steps recorded a stop for NaN/Inf (one small device read).
@@ -238,7 +175,8 @@ class _Run:
       return
     self.check_finite()
     sums = self.train_sums
-    sums = None if sums is None else _metric_sums_to_json(self.data_parallel.get_state(sums))
+    if sums is not None:
+      sums = checkpointing.metric_sums_to_json(self.data_parallel.get_state(sums))
     host_state = self.data_parallel.get_state(self.state)
     # The history is copied: the save writes in the background while the next epoch appends.
     self.checkpointer.save(
@@ -367,22 +305,20 @@ def fit(
   before and after ``gradient_transform``, at every log step).
 
   Args:
-    config: reads ``seed``, ``parallel`` (``sharded``,
-      ``pmap`` or ``none``), ``platform``, ``batch_size`` (global),
-      ``learning_rate``, ``num_epochs``, ``log_every_steps``,
-      ``checkpoint_every_steps``, ``resume``, ``on_nonfinite``,
-      ``max_nonfinite_steps``, ``log_gradient_statistics`` and
-      ``progress_bar``; see
-      :func:`examples.training.validation.validate`. Checkpoints store all of
-      it, and a resumed run must match it except for :data:`RESUMABLE_KEYS`
-      and ``resumable_keys``.
+    config: reads ``seed``, ``parallel`` (``sharded``, ``pmap`` or
+      ``none``), ``platform``, ``batch_size`` (global), ``num_epochs``,
+      ``log_every_steps``, ``checkpoint_every_steps``, ``resume``,
+      ``on_nonfinite``, ``max_nonfinite_steps``, ``log_gradient_statistics``
+      and ``progress_bar`` (see :mod:`examples.training.defaults`).
+      Checkpoints store all of it, and a resumed run must match it except for
+      :data:`examples.training.resume.RESUMABLE_KEYS` and ``resumable_keys``.
     workdir: receives ``metrics.jsonl``, the event files, ``checkpoints/``
       and ``gradient_statistics.jsonl``.
     task: the model and loss of the task.
     data: process-local batches.
-    optimizer: e.g. :func:`examples.training.methods.make_optimizer`.
-    resumable_keys: the task's config fields that may change on resume, e.g.
-      a data directory.
+    optimizer: any optax optimizer; it updates the ``nnx.Param`` leaves.
+    resumable_keys: the caller's config fields that may change on resume,
+      e.g. a data directory.
     gradient_transform: the stateless part of ``optimizer`` that changes the
       raw gradient before the moments, whose output ``log_gradient_statistics``
       records as ``after``; needed with ``log_gradient_statistics``.
@@ -438,35 +374,3 @@ def _interrupted(run: _Run, stop: stop_signals.StopSignals) -> errors.Interrupte
   return errors.Interrupted(
       f'training stopped at step {run.step} by {stop.describe()}: {kept}; continue with '
       '--config.resume=True.', stop.received or signal.SIGTERM)
-
-
-def load_model(config: ml_collections.ConfigDict, workdir: str, task: Task,
-               *, resumable_keys: Iterable[str] = ()) -> nnx.Module:
-  """The trained model of the newest intact checkpoint that :func:`fit` wrote into ``workdir``.
-
-  Only the model is read: no optimizer is built and no optimizer state loaded.
-
-  Args:
-    config: the run's config; it must match the checkpoint's as for a resume.
-    workdir: the run's work directory.
-    task: builds the model's structure.
-    resumable_keys: as for :func:`fit`.
-
-  Raises:
-    FileNotFoundError: if ``workdir`` holds no intact checkpoint.
-    ValueError: if the checkpoint is of a run with other settings.
-  """
-  abstract = nnx.eval_shape(lambda: task.create_model(nnx.Rngs(config.seed), None))
-  graphdef, state = nnx.split(abstract)
-  like = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), nnx.to_pure_dict(state))
-  checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
-  try:
-    restored = checkpointer.restore_latest(
-        model_like=like, optimizer=False,
-        check=lambda r: check_same_run(r.config, config, r.path, resumable_keys))
-  finally:
-    checkpointer.close()
-  if restored is None:
-    raise FileNotFoundError(f'No intact checkpoint in {checkpointer.directory}.')
-  nnx.replace_by_pure_dict(state, restored.model)
-  return nnx.merge(graphdef, state)

@@ -26,8 +26,8 @@ PMAP_AXIS = 'batch'
 class DataParallel(abc.ABC):
   """Where the state and batches live and how steps are compiled."""
 
-  batch_norm_axis_name: str | None = None
-  """What the model's BatchNorm must reduce over (only ``pmap`` needs one)."""
+  data_axis_name: str | None = None
+  """The device axis that batch-wide layers (BatchNorm) reduce over; only ``pmap`` has one."""
 
   @property
   @abc.abstractmethod
@@ -119,7 +119,7 @@ class Sharded(DataParallel):
 class Pmapped(DataParallel):
   """``pmap``: one replica per device with a leading device axis; ``lax.pmean`` syncs them."""
 
-  batch_norm_axis_name = PMAP_AXIS
+  data_axis_name = PMAP_AXIS
 
   def __init__(self, platform: str | None = None):
     self._platform = platform

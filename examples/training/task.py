@@ -29,16 +29,16 @@ class Task:
   """The task-specific functions of a training run; both are traced by JAX.
 
   Attributes:
-    create_model: ``(rngs, batch_norm_axis_name) -> nnx.Module``. Models with
-      BatchNorm must pass ``batch_norm_axis_name`` to it: under ``pmap`` it
-      names the device axis, so batch statistics span the global batch as they
-      do in the other parallel modes; otherwise it is ``None``.
+    create_model: ``(rngs, data_axis_name) -> nnx.Module``. Under ``pmap``,
+      ``data_axis_name`` names the device axis; a model whose layers reduce
+      over the batch (BatchNorm) passes it to them, so their statistics span
+      the global batch as in the other parallel modes. Otherwise ``None``.
     train_loss: ``(model, batch) -> (loss, metric_sums)``. ``loss`` is the
       scalar that is differentiated (a mean over the batch), ``metric_sums``
       maps names to sums over real examples, e.g. ``{'loss': ..., 'accuracy':
       ...}``. The model is in training mode.
     eval_metrics: ``(model, batch) -> metric_sums`` with the model in
-      evaluation mode (BatchNorm uses its running statistics).
+      evaluation mode (``model.eval()``, e.g. BatchNorm's running statistics).
   """
 
   create_model: Callable[[nnx.Rngs, str | None], nnx.Module]

@@ -1,6 +1,5 @@
 """Checks of the settings the training core reads, before anything is written or compiled."""
 
-import math
 import os
 import tempfile
 
@@ -23,8 +22,14 @@ def _check_platform(platform: str) -> None:
                      f'{str(error).splitlines()[0]}') from error
 
 
+def check_seed(seed, flag: str = '--config.seed') -> None:
+  """Raises ``ValueError`` naming ``flag`` unless ``seed`` is a non-negative integer."""
+  if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+    raise ValueError(f'{flag}={seed} must be a non-negative integer.')
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Checks every field :func:`examples.training.loop.fit` and the sweep read.
+  """Checks every field :func:`examples.training.loop.fit` reads.
 
   Those are the fields of :func:`examples.training.defaults.get_config`; an
   example checks its own fields (dataset, model, ...) besides.
@@ -34,9 +39,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """
   parallel.check_mode(config.parallel)
   _check_platform(config.platform)
-  for seed in (config.seed, *config.sweep.seeds):
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-      raise ValueError(f'--config.seed={seed} must be a non-negative integer.')
+  check_seed(config.seed)
   for name in ('num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'max_nonfinite_steps'):
     if config[name] <= 0:
       raise ValueError(f'--config.{name}={config[name]} must be positive.')
@@ -44,9 +47,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not isinstance(config[name], bool):
       # A ValueError, which cli.run reports as a bad flag.
       raise ValueError(f'--config.{name}={config[name]!r} must be True or False.')  # noqa: TRY004
-  if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-    raise ValueError(f'--config.learning_rate={config.learning_rate} must be a finite positive '
-                     'number.')
   if config.on_nonfinite not in ON_NONFINITE:
     raise ValueError(f'Unknown --config.on_nonfinite={config.on_nonfinite!r}; valid values are: '
                      f'{", ".join(ON_NONFINITE)}.')

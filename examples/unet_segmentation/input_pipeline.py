@@ -15,25 +15,40 @@ memory (the model input is scaled to [0, 1] on device), which keeps LGG MRI unde
 The TFDS datasets are read by ``tfds_data``, the only module here that needs TensorFlow.
 """
 
+import dataclasses
+
 import ml_collections
 
 from examples.training import datasets
+from examples.training import parallel
+from examples.training.data import ArraySource
 from examples.training.data import NumpyBatch
 from examples.unet_segmentation import synthetic
 
 DATASETS = ('synthetic', 'oxford_iiit_pet', 'lgg_mri')
 
 
-def load(config: ml_collections.ConfigDict) -> tuple[NumpyBatch, NumpyBatch]:
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Both splits in memory; the runs of a sweep share them."""
+
+  train: NumpyBatch
+  evaluation: NumpyBatch
+
+  def make_source(self, config: ml_collections.ConfigDict) -> ArraySource:
+    """One run's batches: ``config.batch_size`` over all processes, shuffled with ``config.seed``."""
+    return ArraySource(self.train, self.evaluation, global_batch_size=config.batch_size,
+                       process_batch_size=parallel.process_batch_size(config), seed=config.seed)
+
+
+def load(config: ml_collections.ConfigDict) -> Dataset:
   """Loads the training and evaluation splits of ``config.dataset``.
 
   Args:
     config: reads ``dataset``, ``image_size``; for ``synthetic`` also ``synthetic_train_size``,
       ``synthetic_eval_size``, ``synthetic_empty_fraction`` and ``data_seed``; for TFDS datasets
-      ``train_split``, ``eval_split``, ``data_dir`` and ``manual_dir``.
-
-  Returns:
-    ``(train, evaluation)`` arrays.
+      ``train_split``, ``eval_split``, ``data_dir`` and ``manual_dir``. Nothing of one run
+      (model, method, seed), so a sweep loads once.
 
   Raises:
     DatasetUnavailableError: if a TFDS dataset can be neither found nor prepared (the message
@@ -43,6 +58,6 @@ def load(config: ml_collections.ConfigDict) -> tuple[NumpyBatch, NumpyBatch]:
     def make(num_images, split_index):
       return synthetic.make_split(num_images, config.image_size, (config.data_seed, split_index),
                                   config.synthetic_empty_fraction)
-    return make(config.synthetic_train_size, 0), make(config.synthetic_eval_size, 1)
+    return Dataset(make(config.synthetic_train_size, 0), make(config.synthetic_eval_size, 1))
   tfds_data = datasets.import_tfds_loader('examples.unet_segmentation.tfds_data', config.dataset)
-  return tfds_data.load(config)
+  return Dataset(*tfds_data.load(config))

@@ -20,9 +20,11 @@ from flax import nnx
 NormFactory = Callable[[int], nnx.BatchNorm]
 
 
-def _norm_factory(bn_momentum: float, bn_axis_name: str | None, rngs: nnx.Rngs) -> NormFactory:
-  """BatchNorm constructor taking the feature count; ``bn_axis_name`` syncs stats under pmap."""
-  return functools.partial(nnx.BatchNorm, momentum=bn_momentum, axis_name=bn_axis_name, rngs=rngs)
+def _norm_factory(bn_momentum: float, batch_norm_axis_name: str | None,
+                  rngs: nnx.Rngs) -> NormFactory:
+  """BatchNorm constructor taking the feature count; the axis name syncs stats under pmap."""
+  return functools.partial(nnx.BatchNorm, momentum=bn_momentum, axis_name=batch_norm_axis_name,
+                           rngs=rngs)
 
 
 def _max_pool(x: jax.Array) -> jax.Array:
@@ -104,10 +106,10 @@ class UNet(nnx.Module):
 
   def __init__(self, *, in_features: int = 3, num_classes: int = 1, base_features: int = 64,
                depth: int = 4, attention: bool = False, bn_momentum: float = 0.9,
-               bn_axis_name: str | None = None, rngs: nnx.Rngs):
+               batch_norm_axis_name: str | None = None, rngs: nnx.Rngs):
     if depth < 1:
       raise ValueError(f'depth must be >= 1, got {depth}.')
-    norm = _norm_factory(bn_momentum, bn_axis_name, rngs)
+    norm = _norm_factory(bn_momentum, batch_norm_axis_name, rngs)
     features = [base_features * 2**level for level in range(depth + 1)]
     self.size_divisor = 2**depth
     self.encoder = nnx.List([
@@ -172,10 +174,10 @@ class ResNetUNet(nnx.Module):
 
   def __init__(self, *, in_features: int = 3, num_classes: int = 1, base_features: int = 64,
                stage_sizes: Sequence[int] = (3, 4, 6, 3), bn_momentum: float = 0.9,
-               bn_axis_name: str | None = None, rngs: nnx.Rngs):
+               batch_norm_axis_name: str | None = None, rngs: nnx.Rngs):
     if not stage_sizes:
       raise ValueError('stage_sizes must name at least one stage.')
-    norm = _norm_factory(bn_momentum, bn_axis_name, rngs)
+    norm = _norm_factory(bn_momentum, batch_norm_axis_name, rngs)
     self.size_divisor = 2**(len(stage_sizes) + 1)
     self.stem = ConvNormRelu(in_features, base_features, kernel_size=7, strides=2, norm=norm,
                              rngs=rngs)
@@ -225,11 +227,11 @@ class UNetPlusPlus(nnx.Module):
   """
 
   def __init__(self, *, in_features: int = 3, num_classes: int = 1, base_features: int = 32,
-               depth: int = 4, bn_momentum: float = 0.9, bn_axis_name: str | None = None,
+               depth: int = 4, bn_momentum: float = 0.9, batch_norm_axis_name: str | None = None,
                rngs: nnx.Rngs):
     if depth < 1:
       raise ValueError(f'depth must be >= 1, got {depth}.')
-    norm = _norm_factory(bn_momentum, bn_axis_name, rngs)
+    norm = _norm_factory(bn_momentum, batch_norm_axis_name, rngs)
     features = [base_features * 2**level for level in range(depth + 1)]
     self.size_divisor = 2**depth
     self.depth = depth

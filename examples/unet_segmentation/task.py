@@ -35,9 +35,9 @@ def make_task(config: ml_collections.ConfigDict, model_name: str) -> Task:
   model_kwargs = (config.model_kwargs[model_name].to_dict()
                   if model_name in config.model_kwargs else {})
 
-  def create_model(rngs: nnx.Rngs, batch_norm_axis_name: str | None) -> nnx.Module:
+  def create_model(rngs: nnx.Rngs, data_axis_name: str | None) -> nnx.Module:
     return models.create_model(model_name, rngs=rngs, bn_momentum=config.bn_momentum,
-                               bn_axis_name=batch_norm_axis_name, **model_kwargs)
+                               batch_norm_axis_name=data_axis_name, **model_kwargs)
 
   def logits_and_losses(model, batch):
     logits = model(scale_images(batch[IMAGE]))

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib import figure as mpl_figure
 
-from examples.training import methods as methods_lib
+from examples.study import methods as methods_lib
 
 
 def example_indices(labels: np.ndarray, count: int) -> np.ndarray:

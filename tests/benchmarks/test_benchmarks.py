@@ -32,7 +32,7 @@ def test_resnet50_tree_matches_the_flax_resnet50():
   assert len(jax.tree.leaves(grads)) == 161
   assert _size(grads) == 25_557_032  # torchvision's resnet50: same layout, same count.
   # The examples' ResNet-50 is the same net except for its 3x3 small-image stem.
-  model = nnx.eval_shape(lambda: models.create(
+  model = nnx.eval_shape(lambda: models.create_model(
       'resnet50', num_classes=1000, in_channels=3, rngs=nnx.Rngs(0)))
   example = _shapes(nnx.state(model, nnx.Param))
   example[example.index((3, 3, 3, 64))] = (7, 7, 3, 64)

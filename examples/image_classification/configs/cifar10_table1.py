@@ -1,7 +1,7 @@
 """The paper's Table 1: eight architectures on CIFAR-10, six methods, 100 epochs, batch 256.
 
 ResNet-56/101/152, DenseNet-121/169, MobileNetV2, VGG-16 and Xception, each with
-its small-image stem (see ``models.create``), in the paper's order; the methods
+its small-image stem (see ``models.create_model``), in the paper's order; the methods
 in the paper's row order. Needs the prepared tfds dataset (``tfds build
 cifar10`` or ``--config.download=True``).
 """

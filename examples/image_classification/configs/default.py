@@ -1,18 +1,20 @@
 """Defaults for every setting; the other configs start from these.
 
 Training follows the paper: Adam, learning rate 1e-3, batch 256, no augmentation.
-The training core's settings (method, seed, parallelism, logging, checkpoints,
-sweep) come from :func:`examples.training.defaults.get_config`.
+The study's settings (model, method, learning rate, sweep) and the training
+core's (seed, parallelism, logging, checkpoints) come from
+:func:`examples.study.defaults.get_config`.
 """
 
 import ml_collections
 from ml_collections import config_dict
 
-from examples.training import defaults
+from examples.study import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = defaults.get_config()
+  config.example = 'image_classification'
 
   # Data.
   config.dataset = 'digits'  # 'digits' (offline), 'cifar10' or 'patch_camelyon' (tfds).
@@ -28,7 +30,4 @@ def get_config() -> ml_collections.ConfigDict:
   config.width = config_dict.placeholder(int)  # First-stage channels; None: the paper's 16 / 64.
   config.skip_connections = True  # CIFAR ResNets; False builds a plain deep CNN.
   config.bn_momentum = 0.9
-
-  # Execution.
-  config.compilation_cache = True  # Persist compiled steps in <workdir>/jax_cache.
   return config

@@ -8,11 +8,12 @@
 
 import ml_collections
 
-from examples.training import defaults
+from examples.study import defaults
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = defaults.get_config()
+  config.example = 'unet_segmentation'
 
   # Data.
   config.dataset = 'synthetic'  # 'synthetic' (offline), 'lgg_mri' or 'oxford_iiit_pet'.

@@ -6,7 +6,7 @@ import pytest
 from flax import nnx
 
 from examples.image_classification.task import classification_task
-from examples.training import methods
+from examples.study import methods
 from examples.training import steps
 
 

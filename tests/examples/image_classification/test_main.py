@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from examples.image_classification import train
+from examples.study import experiment
 from examples.training import workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
@@ -27,18 +28,18 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 def test_validate_config_names_the_bad_flag(config, field, value, message):
   config[field] = value
   with pytest.raises(ValueError, match=message):
-    train.validate_config(config)
+    experiment.validate_config(train.EXAMPLE, config)
 
 
 def test_sweep_methods_are_validated(config):
   config.sweep.methods = ('adam', 'lamb')
   with pytest.raises(ValueError, match="Unknown method 'lamb'"):
-    train.validate_config(config)
+    experiment.validate_config(train.EXAMPLE, config)
 
 
 def _main(tmp_path, *flags):
   return subprocess.run(
-      [sys.executable, '-m', 'examples.image_classification.main',
+      [sys.executable, '-m', 'examples.main',
        '--config=examples/image_classification/configs/tiny.py', f'--workdir={tmp_path}/run',
        f'--config.data_dir={tmp_path}/tfds', *flags],
       cwd=REPO, capture_output=True, text=True, timeout=300, check=False,

@@ -11,8 +11,8 @@ from examples.image_classification import models
 
 def _abstract(name, **kwargs):
   """Builds the model's shapes only, so even ResNet-152 costs no memory or time."""
-  return nnx.eval_shape(lambda: models.create(name, num_classes=10, in_channels=3,
-                                              rngs=nnx.Rngs(0), **kwargs))
+  return nnx.eval_shape(lambda: models.create_model(name, num_classes=10, in_channels=3,
+                                                    rngs=nnx.Rngs(0), **kwargs))
 
 
 @pytest.mark.parametrize('name, millions', [
@@ -36,8 +36,8 @@ def test_depth_counts_weighted_layers():
 
 def test_without_skip_connections_is_a_plain_cnn():
   kwargs = {'num_classes': 10, 'in_channels': 1, 'width': 4, 'rngs': nnx.Rngs(0)}
-  plain = models.create('resnet14', skip_connections=False, **kwargs)
-  residual = models.create('resnet14', **kwargs)
+  plain = models.create_model('resnet14', skip_connections=False, **kwargs)
+  residual = models.create_model('resnet14', **kwargs)
   assert all(block.projection is None and not block.skip_connection for block in plain.blocks)
   # Same weights; only the shortcuts differ.
   residual_params = nnx.state(residual, nnx.Param)
@@ -51,8 +51,8 @@ def test_without_skip_connections_is_a_plain_cnn():
 
 
 def test_forward_shapes_and_bn_momentum():
-  model = models.create('resnet8', num_classes=3, in_channels=2, width=4, bn_momentum=0.9,
-                        rngs=nnx.Rngs(0))
+  model = models.create_model('resnet8', num_classes=3, in_channels=2, width=4, bn_momentum=0.9,
+                              rngs=nnx.Rngs(0))
   assert model(jnp.ones((5, 12, 12, 2))).shape == (5, 3)
   assert {m.momentum for _, m in nnx.iter_graph(model) if isinstance(m, nnx.BatchNorm)} == {0.9}
 

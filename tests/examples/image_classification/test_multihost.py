@@ -28,7 +28,7 @@ def _start(workdir, *flags, devices_per_process: int):
   # time of a run, which is mostly compiling, above all the initializers' threefry kernels.
   env['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '1'
   return subprocess.Popen(
-      [sys.executable, '-m', 'examples.image_classification.main',
+      [sys.executable, '-m', 'examples.main',
        '--config=examples/image_classification/configs/tiny.py', f'--workdir={workdir}',
        '--config.num_epochs=1', '--config.parallel=sharded', '--config.platform=cpu',
        '--config.compilation_cache=False', *flags],

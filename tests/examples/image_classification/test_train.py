@@ -1,11 +1,14 @@
 """End-to-end training on digits: learning, resume, determinism, a NaN in the data."""
 
+import dataclasses
+
 import chex
 import numpy as np
 import pytest
 
 from examples.image_classification import input_pipeline
 from examples.image_classification import train
+from examples.study import experiment
 from examples.training import loop
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
@@ -28,30 +31,40 @@ class _Interrupted(Exception):
   pass
 
 
-def test_resume_matches_uninterrupted_run(config, tmp_path, monkeypatch):
+def _example_with(change_batches):
+  """``train.EXAMPLE`` whose training batches pass through ``change_batches``.
+
+  ``change_batches(source, epoch, start_step, batches)`` yields the batches to train on.
+  """
+
+  def load_data(config):
+    dataset = input_pipeline.load(config)
+
+    def make_source(run_config):
+      source = dataset.make_source(run_config)
+      real_batches = source.train_batches
+      source.train_batches = lambda epoch, start_step=0: change_batches(
+          source, epoch, start_step, real_batches(epoch, start_step))
+      return source
+
+    return dataclasses.replace(dataset, make_source=make_source)
+
+  return dataclasses.replace(train.EXAMPLE, load_data=load_data)
+
+
+def test_resume_matches_uninterrupted_run(config, tmp_path):
   config.checkpoint_every_steps = 10  # 22 steps per epoch: the resume starts mid-epoch 2.
   uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'uninterrupted'))
 
-  real_load = input_pipeline.load
-
-  def load_then_stop_at_step_35(run_config, process_batch_size):
-    dataset = real_load(run_config, process_batch_size)
-    source, real_batches = dataset.source, dataset.source.train_batches
-
-    def train_batches(epoch, start_step=0):
-      for step, batch in enumerate(real_batches(epoch, start_step), start_step):
-        if epoch * source.steps_per_epoch + step == 35:
-          raise _Interrupted
-        yield batch
-
-    monkeypatch.setattr(source, 'train_batches', train_batches)
-    return dataset
+  def stop_at_step_35(source, epoch, start_step, batches):
+    for step, batch in enumerate(batches, start_step):
+      if epoch * source.steps_per_epoch + step == 35:
+        raise _Interrupted
+      yield batch
 
   workdir = str(tmp_path / 'interrupted')
-  with monkeypatch.context() as patch:
-    patch.setattr(input_pipeline, 'load', load_then_stop_at_step_35)
-    with pytest.raises(_Interrupted):
-      train.train_and_evaluate(config, workdir)
+  with pytest.raises(_Interrupted):
+    experiment.train_and_evaluate(_example_with(stop_at_step_35), config, workdir)
   assert saved_steps(workdir)[0] == 30
 
   with pytest.raises(ValueError, match='already holds checkpoints .* --config.resume=True'):
@@ -72,27 +85,17 @@ def test_same_seed_same_metrics_other_seed_differs(config, tmp_path):
   assert without_timing(first) != without_timing(other)
 
 
-def test_one_nan_pixel_stops_the_run(config, tmp_path, monkeypatch):
+def test_one_nan_pixel_stops_the_run(config, tmp_path):
   # On main this ran to the end with a finite loss of 2.3026: relu(NaN) is 0 under XLA:CPU's jit.
   config.num_epochs = 1
-  real_load = input_pipeline.load
+  def a_nan_pixel_at_step_12(source, epoch, start_step, batches):
+    for step, batch in enumerate(batches, start_step):
+      if step == 12:
+        batch['image'][0, 3, 3, 0] = np.nan
+      yield batch
 
-  def load_with_a_nan_pixel(run_config, process_batch_size):
-    dataset = real_load(run_config, process_batch_size)
-    real_batches = dataset.source.train_batches
-
-    def train_batches(epoch, start_step=0):
-      for step, batch in enumerate(real_batches(epoch, start_step), start_step):
-        if step == 12:
-          batch['image'][0, 3, 3, 0] = np.nan
-        yield batch
-
-    monkeypatch.setattr(dataset.source, 'train_batches', train_batches)
-    return dataset
-
-  monkeypatch.setattr(input_pipeline, 'load', load_with_a_nan_pixel)
   with pytest.raises(loop.NonFiniteError,
                      match=rf'^training stopped at step 13: the .*gradients.*; the last good '
                            rf'checkpoint, {tmp_path}/checkpoints/10 \(step 10\), is kept'):
-    train.train_and_evaluate(config, str(tmp_path))
+    experiment.train_and_evaluate(_example_with(a_nan_pixel_at_step_12), config, str(tmp_path))
   assert saved_steps(tmp_path) == [10]

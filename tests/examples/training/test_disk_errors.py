@@ -13,12 +13,12 @@ import chex
 import pytest
 import tensorboardX.record_writer
 
+from examples.study import report
+from examples.study import sweep
 from examples.training import checkpointing
 from examples.training import errors
 from examples.training import gradient_log
 from examples.training import metrics_log
-from examples.training import report
-from examples.training import sweep
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
 from tests.examples.saved import without_timing

@@ -41,5 +41,5 @@ def test_modes_span_the_devices():
   assert parallel.make('none', 'cpu').num_devices == 1
   assert parallel.device_count('sharded', 'cpu') == 8
   assert parallel.device_count('none', 'cpu') == 1
-  assert parallel.make('pmap', 'cpu').batch_norm_axis_name == parallel.PMAP_AXIS
-  assert parallel.make('sharded', 'cpu').batch_norm_axis_name is None
+  assert parallel.make('pmap', 'cpu').data_axis_name == parallel.PMAP_AXIS
+  assert parallel.make('sharded', 'cpu').data_axis_name is None

@@ -8,11 +8,11 @@ import optax
 import pytest
 from flax import nnx
 
+from examples.study import methods
+from examples.study import report
+from examples.study import sweep
 from examples.training import gradient_log
-from examples.training import methods
 from examples.training import metrics_log
-from examples.training import report
-from examples.training import sweep
 from tests.examples.training import tiny
 
 

@@ -9,11 +9,12 @@ import pytest
 from flax import nnx
 from scipy import special
 
-from examples.training import defaults
+from examples.study import defaults
+from examples.study import methods
+from examples.study import sweep
 from examples.training import loop
-from examples.training import methods
 from examples.training import parallel
-from examples.training import sweep
+from examples.training import resume
 from examples.training.data import ArraySource
 from examples.training.task import MASK
 from examples.training.task import Task
@@ -136,7 +137,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 def test_load_model_returns_the_trained_model(tmp_path):
   config = _config()
   history = _fit(config, tmp_path)
-  model = loop.load_model(config, str(tmp_path), TASK)
+  model = resume.load_model(config, str(tmp_path), TASK)
   initial = TASK.create_model(nnx.Rngs(config.seed), None)
   assert not np.allclose(model.linear.kernel[...], initial.linear.kernel[...])
   # Evaluated in float64 NumPy from the restored weights and running statistics, it scores the

@@ -17,6 +17,7 @@ from tensorboardX.proto import event_pb2
 
 from examples.training import loop
 from examples.training import metrics_log
+from examples.training import resume
 from examples.training import tensorboard_log
 from tests.examples.training import tiny
 
@@ -91,7 +92,7 @@ def test_events_hold_the_epoch_records_the_interval_means_and_the_config(tmp_pat
   assert sorted(scalars['interval/train_examples_per_second']) == list(range(2, 17, 2))
   assert not any(tag.startswith('gradient_') for tag in scalars)  # Off by default.
   config = json.loads(texts['config/text_summary'])
-  assert config == loop.config_to_json(tiny.config(method='znorm'))
+  assert config == resume.config_to_json(tiny.config(method='znorm'))
 
 
 def test_resumed_run_replaces_the_steps_after_its_checkpoint(tmp_path):

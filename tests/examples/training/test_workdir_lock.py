@@ -16,7 +16,6 @@ import pytest
 
 from examples.training import errors
 from examples.training import metrics_log
-from examples.training import sweep
 from examples.training import workdir_lock
 from tests.examples.processes import REPO
 from tests.examples.saved import saved_steps
@@ -79,12 +78,3 @@ def test_reading_a_run_needs_no_lock_and_changes_nothing(reference, tmp_path, ca
     assert saved_steps(workdir) == [16, 15]
     assert len(metrics_log.read(workdir / 'metrics.jsonl')) == 2
     assert _snapshot(workdir) == before
-
-
-def test_a_second_sweep_on_a_directory_in_use_is_refused(tmp_path):
-  def run_one(run_config, run_dir):
-    raise AssertionError('no run may start')
-
-  with workdir_lock.WorkdirLock(str(tmp_path)), pytest.raises(
-      errors.WorkdirInUseError, match=f'--workdir={tmp_path} is in use'):
-    sweep.run_sweep(run_one, tiny.config(), str(tmp_path))

@@ -25,12 +25,13 @@ import numpy as np
 import optax
 from flax import nnx
 
+from examples.study import methods
 from examples.training import checkpointing
 from examples.training import defaults
 from examples.training import distributed
 from examples.training import errors
 from examples.training import loop
-from examples.training import methods
+from examples.training import resume
 from examples.training.data import ArraySource
 from examples.training.task import MASK
 from examples.training.task import Task
@@ -93,8 +94,8 @@ def fit(workdir: str, run_config=None, **data_kwargs):
 
 
 def final_params(workdir: str, run_config=None) -> dict:
-  """The parameters of the newest checkpoint, read through ``loop.load_model``."""
-  model = loop.load_model(run_config or config(), str(workdir), TASK)
+  """The parameters of the newest checkpoint, read through ``resume.load_model``."""
+  model = resume.load_model(run_config or config(), str(workdir), TASK)
   return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 

@@ -40,7 +40,8 @@ def test_synthetic_is_deterministic_and_varied():
 
 
 def test_load_synthetic_splits():
-  train, evaluation = input_pipeline.load(_config())
+  dataset = input_pipeline.load(_config())
+  train, evaluation = dataset.train, dataset.evaluation
   assert train['image'].shape == (40, 32, 32, 3) and evaluation['label'].shape == (8, 32, 32, 1)
   assert not np.array_equal(train['image'][:8], evaluation['image'])
 
@@ -54,8 +55,8 @@ def test_pet_trimap_becomes_foreground_mask():
 
 def test_oxford_iiit_pet_under_tfds_mock_data():
   with tfds.testing.mock_data(num_examples=6):
-    train, evaluation = input_pipeline.load(_config(dataset='oxford_iiit_pet', image_size=24))
-  for split in (train, evaluation):
+    dataset = input_pipeline.load(_config(dataset='oxford_iiit_pet', image_size=24))
+  for split in (dataset.train, dataset.evaluation):
     assert split['image'].shape == (6, 24, 24, 3) and split['image'].dtype == np.uint8
     assert split['label'].shape == (6, 24, 24, 1) and set(np.unique(split['label'])) <= {0, 1}
 

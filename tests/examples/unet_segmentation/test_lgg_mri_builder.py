@@ -102,7 +102,8 @@ def test_input_pipeline_reads_lgg_mri_from_the_manual_dir(tmp_path):
   config = ml_collections.ConfigDict({
       'dataset': 'lgg_mri', 'image_size': 32, 'data_dir': str(tmp_path / 'tfds'),
       'manual_dir': str(tmp_path / 'manual'), 'train_split': 'train', 'eval_split': 'test'})
-  train, evaluation = input_pipeline.load(config)
+  dataset = input_pipeline.load(config)
+  train, evaluation = dataset.train, dataset.evaluation
   sizes = _expected_split_sizes()
   assert train['image'].shape == (sizes['train'], 32, 32, 3)
   assert evaluation['label'].shape == (sizes['test'], 32, 32, 1)

@@ -74,7 +74,8 @@ def test_unet_plus_plus_has_nested_nodes():
 
 def test_batch_norm_axis_name_reaches_every_norm():
   model = nnx.eval_shape(lambda: models.create_model(
-      'attention_unet', rngs=nnx.Rngs(0), bn_axis_name='batch', **TINY_KWARGS['attention_unet']))
+      'attention_unet', rngs=nnx.Rngs(0), batch_norm_axis_name='batch',
+      **TINY_KWARGS['attention_unet']))
   norms = [m for _, m in nnx.iter_modules(model) if isinstance(m, nnx.BatchNorm)]
   assert all(norm.axis_name == 'batch' for norm in norms)
 

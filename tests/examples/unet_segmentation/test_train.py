@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from examples.training import sweep
-from examples.unet_segmentation import input_pipeline
+from examples.study import experiment
+from examples.study import sweep
 from examples.unet_segmentation import metrics
 from examples.unet_segmentation import task
 from examples.unet_segmentation import train
@@ -54,9 +54,8 @@ def test_synthetic_run_learns(tmp_path):
   config = _tiny_config(synthetic_train_size=256, synthetic_eval_size=32, num_epochs=6,
                         lr_decay_start_epoch=5, parallel='none', checkpoint_every_steps=1000)
   config.model_kwargs.unet.update(base_features=8)
-  train_data, evaluation = input_pipeline.load(config)
   run_config = sweep.run_config(config, 'unet', 'adam', 0)
-  history = train.train_one(run_config, str(tmp_path), train_data, evaluation)
+  history = train.train_and_evaluate(run_config, str(tmp_path))
   assert history[-1]['train_loss'] < 0.8 * history[0]['train_loss']
   # Predicting nothing scores about 0.3 here (the empty slices); learning gives clearly more.
   assert history[-1]['test_f1'] > 0.5
@@ -69,7 +68,7 @@ def test_sweep_on_mocked_oxford_iiit_pet_writes_table3_report_and_resumes(tmp_pa
   config.sweep.methods = ('adam', 'znorm')
   workdir = str(tmp_path)
   with tfds.testing.mock_data(num_examples=20):
-    results = train.train_and_evaluate(config, workdir)
+    results = experiment.run_sweep(train.EXAMPLE, config, workdir).results
   for name in ('results.json', 'results.csv', 'table.md', 'curves.png', 'predictions_unet.png'):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   with open(os.path.join(workdir, 'table.md')) as f:
@@ -84,13 +83,13 @@ def test_sweep_on_mocked_oxford_iiit_pet_writes_table3_report_and_resumes(tmp_pa
   assert saved['hausdorff'] == pytest.approx(results[1].history[-1]['test_hausdorff'])
   # A second call finds the finished checkpoints: no training, the same results.
   with tfds.testing.mock_data(num_examples=20):
-    resumed = train.train_and_evaluate(config, workdir)
+    resumed = experiment.run_sweep(train.EXAMPLE, config, workdir).results
   assert [r.history for r in resumed] == [r.history for r in results]
 
 
 def test_command_line_reports_a_bad_flag():
   completed = subprocess.run(
-      [sys.executable, '-m', 'examples.unet_segmentation.main',
+      [sys.executable, '-m', 'examples.main',
        '--config=examples/unet_segmentation/configs/tiny.py', '--workdir=unused',
        '--config.dataset=cityscapes'],
       cwd=_REPO_ROOT, capture_output=True, text=True, timeout=300, check=False)
@@ -110,4 +109,4 @@ def test_validate_config_names_the_bad_flag(field, value, message):
   parent, _, name = field.rpartition('.')
   (config[parent] if parent else config)[name] = value
   with pytest.raises(ValueError, match=message):
-    train.validate_config(config)
+    experiment.validate_config(train.EXAMPLE, config)

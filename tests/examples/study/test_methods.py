@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from examples.training import methods
+from examples.study import methods
 
 LEARNING_RATE = 1e-2
 B1, B2, EPS = 0.9, 0.999, 1e-8

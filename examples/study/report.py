@@ -9,11 +9,11 @@ import numpy as np
 from matplotlib import figure as mpl_figure
 from matplotlib import ticker
 
+from examples.study import methods as methods_lib
+from examples.study import sweep
+from examples.study.sweep import RunResult
 from examples.training import gradient_log
-from examples.training import methods as methods_lib
 from examples.training import metrics_log
-from examples.training import sweep
-from examples.training.sweep import RunResult
 
 Column = tuple[str, str, int]
 """``(history key, column label, decimals)`` for a table column or a plot."""

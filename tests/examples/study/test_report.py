@@ -8,9 +8,9 @@ import statistics
 import numpy as np
 import pytest
 
-from examples.training import defaults
-from examples.training import report
-from examples.training import sweep
+from examples.study import defaults
+from examples.study import report
+from examples.study import sweep
 
 
 def _history(seed, method):

@@ -1,8 +1,8 @@
 """The gradient methods the paper compares, by name, as optax optimizers.
 
 Every method is Adam with one change to the gradient (or, for weight decay, to
-the update), so a sweep over method names is a controlled comparison. All
-examples build their optimizer through :func:`make_optimizer`.
+the update), so a sweep over method names is a controlled comparison. The
+study builds every example's optimizer through :func:`make_optimizer`.
 """
 
 from collections.abc import Callable

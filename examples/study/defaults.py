@@ -1,0 +1,26 @@
+"""The study's settings on top of the training core's: which example, model, method and sweep."""
+
+import ml_collections
+
+from examples.training import defaults
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The core's defaults plus the fields :mod:`examples.study.experiment` reads."""
+  config = defaults.get_config()
+  config.example = ''  # The package under examples/ whose train.EXAMPLE runs this config.
+
+  # The run: one model and method (a sweep sets them, and the seed, per run).
+  config.model = ''
+  config.method = 'adam'  # adam, znorm, gc, clip, wd1e-3, wd1e-4.
+  config.learning_rate = 1e-3  # The example may turn it into a schedule.
+
+  config.compilation_cache = True  # Persist compiled steps in <workdir>/jax_cache.
+
+  # Sweep: when any list is non-empty, the run is models x methods x seeds (an empty
+  # list means the run's own model, method or seed), followed by the table and curves.
+  config.sweep = ml_collections.ConfigDict()
+  config.sweep.models = ()
+  config.sweep.methods = ()
+  config.sweep.seeds = ()
+  return config

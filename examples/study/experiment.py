@@ -1,0 +1,134 @@
+"""One run or a sweep of any example: the study's optimizer, names, report and checks."""
+
+import importlib
+import math
+import os
+import pkgutil
+from typing import Any
+from typing import NamedTuple
+
+import jax
+import ml_collections
+
+import examples
+from examples.study import methods
+from examples.study import report
+from examples.study import sweep
+from examples.study.example import Data
+from examples.study.example import Example
+from examples.training import loop
+from examples.training import resume
+from examples.training import validation
+
+RESUMABLE_KEYS = ('sweep', 'compilation_cache')
+"""The study's fields that a resumed run may change, besides the core's and the example's."""
+
+
+def available_examples() -> list[str]:
+  """The packages under ``examples/`` that define ``train.EXAMPLE``."""
+  return sorted(module.name for module in pkgutil.iter_modules(examples.__path__)
+                if module.ispkg and importlib.util.find_spec(f'examples.{module.name}.train'))
+
+
+def load_example(name: str) -> Example:
+  """``examples.<name>.train.EXAMPLE``; a ``ValueError`` names ``--config.example`` otherwise."""
+  if name not in available_examples():
+    raise ValueError(f'--config.example={name!r} names no example; valid examples are: '
+                     f'{", ".join(available_examples())}.')
+  return importlib.import_module(f'examples.{name}.train').EXAMPLE
+
+
+def is_sweep(config: ml_collections.ConfigDict) -> bool:
+  """Whether ``config.sweep`` lists models, methods or seeds."""
+  return any((config.sweep.models, config.sweep.methods, config.sweep.seeds))
+
+
+def validate_config(example: Example, config: ml_collections.ConfigDict) -> None:
+  """Checks every field: the study's, the example's and the training core's.
+
+  Raises:
+    ValueError: naming the first bad flag and what it accepts.
+  """
+  methods.check_methods(config)
+  for seed in config.sweep.seeds:
+    validation.check_seed(seed, '--config.sweep.seeds')
+  if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
+    raise ValueError(f'--config.learning_rate={config.learning_rate} must be a finite positive '
+                     'number.')
+  example.validate_config(config)
+  validation.validate(config)
+
+
+def train_and_evaluate(example: Example, config: ml_collections.ConfigDict, workdir: str,
+                       data: Data | None = None) -> list[dict[str, Any]]:
+  """Trains ``config.model`` with ``config.method`` and ``config.seed`` in ``workdir``.
+
+  Args:
+    example: the example's record.
+    config: the run's config.
+    workdir: the run's work directory.
+    data: ``example.load_data(config)``, if the caller has it already.
+
+  Returns:
+    The per-epoch records of :func:`examples.training.loop.fit`; the last one
+    also holds what ``example.score`` measured.
+  """
+  data = example.load_data(config) if data is None else data
+  source = data.make_source(config)
+  task = example.make_task(config, data)
+  learning_rate = example.learning_rate(config, source.steps_per_epoch)
+  resumable_keys = (*RESUMABLE_KEYS, *example.resumable_keys(config))
+  history = loop.fit(config, workdir, task, source,
+                     methods.make_optimizer(config.method, learning_rate),
+                     resumable_keys=resumable_keys,
+                     gradient_transform=methods.gradient_transform(config.method),
+                     name=f'{config.model} {config.method} seed {config.seed}')
+  if example.score is not None:
+    model = resume.load_model(config, workdir, task, resumable_keys=resumable_keys)
+    history[-1].update(example.score(config, workdir, model, data))
+  return history
+
+
+class Sweep(NamedTuple):
+  """What :func:`run_sweep` returns."""
+
+  results: list[sweep.RunResult]
+  table: str
+  """The markdown table (``table.md``); empty on processes other than 0."""
+  curves: str
+  """The path of ``curves.png``; empty on processes other than 0."""
+
+
+def run_sweep(example: Example, config: ml_collections.ConfigDict, workdir: str) -> Sweep:
+  """Runs ``config.sweep`` (see :func:`examples.study.sweep.grid`) and writes its report.
+
+  Process 0 writes ``table.md``, ``curves.png`` and the example's figures into ``workdir``.
+  """
+  data = example.load_data(config)
+  results = sweep.run_sweep(
+      lambda one, run_dir: train_and_evaluate(example, one, run_dir, data), config, workdir)
+  if jax.process_index() != 0:
+    return Sweep(results, '', '')
+  table, curves = report.write_report(
+      results, workdir, dataset=config.get('dataset', config.example),
+      table_columns=example.table_columns, curves=example.curves)
+  if example.write_figures is not None:
+    example.write_figures(config, workdir, results, data)
+  return Sweep(results, table, curves)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """The shared entry point: one run, or a sweep and its report, of ``config.example``."""
+  example = load_example(config.example)
+  validate_config(example, config)
+  validation.prepare_workdir(workdir)  # The first write; the flags are valid.
+  if config.compilation_cache:
+    # Sweep runs of one method compile identical steps; later runs load them from disk.
+    jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'jax_cache'))
+  if not is_sweep(config):
+    train_and_evaluate(example, config, workdir)
+    return
+  table = run_sweep(example, config, workdir).table
+  if jax.process_index() == 0:
+    print(table)
+    print(f'Report (table.md, curves.png and the example\'s figures) in {workdir}')

@@ -1,0 +1,99 @@
+"""Reading a run back from its checkpoints: which settings may change on resume, and the model."""
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from examples.training import checkpointing
+from examples.training.task import Task
+
+RESUMABLE_KEYS = (
+    'num_epochs', 'resume', 'log_every_steps', 'checkpoint_every_steps', 'progress_bar',
+    'parallel', 'platform', 'on_nonfinite', 'max_nonfinite_steps', 'coordinator_address',
+    'num_processes', 'process_id', 'log_gradient_statistics',
+)
+"""Config fields a resumed run may change; every other field must equal the checkpoint's."""
+
+
+def config_to_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """The config as the JSON a checkpoint stores (tuples become lists)."""
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict[str, Any]:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict) and value:
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat
+
+
+def check_same_run(saved_config: dict, config: ml_collections.ConfigDict, checkpoint: str,
+                   resumable_keys: Iterable[str] = ()) -> None:
+  """Refuses to resume ``checkpoint`` if its run had other settings than ``config``.
+
+  Args:
+    saved_config: the ``config`` item of the checkpoint.
+    config: this run's config.
+    checkpoint: the checkpoint's path, for the message.
+    resumable_keys: fields besides :data:`RESUMABLE_KEYS` that may differ
+      (a field also covers its sub-fields, e.g. ``sweep``).
+
+  Raises:
+    ValueError: listing every differing field with both values.
+  """
+  may_change = set(RESUMABLE_KEYS) | set(resumable_keys)
+  before, now = _flatten(saved_config), _flatten(config_to_json(config))
+  missing = '<unset>'
+  differing = [
+      key for key in sorted(before.keys() | now.keys())
+      if not any(key == k or key.startswith(k + '.') for k in may_change)
+      and before.get(key, missing) != now.get(key, missing)
+  ]
+  if differing:
+    changes = '; '.join(f'{key}: {before.get(key, missing)!r} there, {now.get(key, missing)!r} now'
+                        for key in differing)
+    raise ValueError(
+        f'--config.resume=True, but the checkpoint {checkpoint} is of a run with other settings '
+        f'({changes}). Pass the checkpoint\'s values, or choose a new --workdir; only '
+        f'{", ".join(sorted(may_change))} may change on resume.'
+    )
+
+
+def load_model(config: ml_collections.ConfigDict, workdir: str, task: Task,
+               *, resumable_keys: Iterable[str] = ()) -> nnx.Module:
+  """The trained model of the newest intact checkpoint that ``loop.fit`` wrote into ``workdir``.
+
+  Only the model is read: no optimizer is built and no optimizer state loaded.
+
+  Args:
+    config: the run's config; it must match the checkpoint's as for a resume.
+    workdir: the run's work directory.
+    task: builds the model's structure.
+    resumable_keys: as for ``loop.fit``.
+
+  Raises:
+    FileNotFoundError: if ``workdir`` holds no intact checkpoint.
+    ValueError: if the checkpoint is of a run with other settings.
+  """
+  abstract = nnx.eval_shape(lambda: task.create_model(nnx.Rngs(config.seed), None))
+  graphdef, state = nnx.split(abstract)
+  like = jax.tree.map(lambda x: np.zeros(x.shape, x.dtype), nnx.to_pure_dict(state))
+  checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
+  try:
+    restored = checkpointer.restore_latest(
+        model_like=like, optimizer=False,
+        check=lambda r: check_same_run(r.config, config, r.path, resumable_keys))
+  finally:
+    checkpointer.close()
+  if restored is None:
+    raise FileNotFoundError(f'No intact checkpoint in {checkpointer.directory}.')
+  nnx.replace_by_pure_dict(state, restored.model)
+  return nnx.merge(graphdef, state)
