@@ -1,6 +1,7 @@
 """One run or a sweep of any example: the study's optimizer, names, report and checks."""
 
 import importlib
+import importlib.util
 import math
 import os
 import pkgutil
