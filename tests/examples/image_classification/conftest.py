@@ -1,5 +1,7 @@
 """Fixtures for the image classification tests."""
 
+import os
+
 import jax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
@@ -16,6 +18,17 @@ def persistent_compilation_cache(tmp_path_factory):
   yield
   jax.config.update('jax_compilation_cache_dir', previous)
   compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope='session')
+def shared_tmp_path(tmp_path_factory):
+  """A directory that all xdist workers of this run share; without xdist, the run's own."""
+  root = tmp_path_factory.getbasetemp()
+  if os.environ.get('PYTEST_XDIST_WORKER'):
+    root = root.parent  # Each worker's base is a folder of the run's.
+  path = root / 'shared'
+  path.mkdir(exist_ok=True)
+  return path
 
 
 @pytest.fixture
