@@ -1,5 +1,6 @@
 """Test-session setup: 8 simulated CPU devices, set before JAX starts its backend."""
 
+import contextlib
 import os
 import pathlib
 
@@ -16,19 +17,30 @@ _FAST_COMPILE_DIRS = tuple(pathlib.Path(__file__).parent / name
                            for name in ('examples', 'benchmarks'))
 
 
+@contextlib.contextmanager
+def most_optimizations_off():
+  """XLA compiles with LLVM at -O0 inside, in this process and in subprocesses started there."""
+  previous = jax.config.read('jax_disable_most_optimizations')
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
+    jax.config.update('jax_disable_most_optimizations', True)
+    try:
+      yield
+    finally:
+      jax.config.update('jax_disable_most_optimizations', previous)
+
+
 @pytest.fixture(autouse=True)
-def compile_with_most_optimizations_off(request, monkeypatch):
+def compile_with_most_optimizations_off(request):
   """The examples' and benchmarks' tests compile with LLVM at -O0, and so do their subprocesses.
 
   They are compile-bound: a tiny ResNet's eager initializers alone take 11 s to compile
   otherwise, in every process that builds one. The library's tests keep XLA's defaults, which
   their float64 tolerances were set for (float32 reductions accumulate less error there).
+  Session fixtures whose results these tests compare bit for bit use the same setting.
   """
   if not any(request.node.path.is_relative_to(directory) for directory in _FAST_COMPILE_DIRS):
     yield
     return
-  monkeypatch.setenv('JAX_DISABLE_MOST_OPTIMIZATIONS', '1')
-  previous = jax.config.read('jax_disable_most_optimizations')
-  jax.config.update('jax_disable_most_optimizations', True)
-  yield
-  jax.config.update('jax_disable_most_optimizations', previous)
+  with most_optimizations_off():
+    yield

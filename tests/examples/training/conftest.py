@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.conftest import most_optimizations_off
 from tests.examples.saved import saved_steps
 from tests.examples.training import tiny
 
@@ -10,6 +11,7 @@ from tests.examples.training import tiny
 def reference(tmp_path_factory):
   """An uninterrupted run of ``tiny``: its directory and history (trained once per worker)."""
   workdir = tmp_path_factory.mktemp('reference')
-  history = tiny.fit(workdir)
+  with most_optimizations_off():  # As the tests that compare with it.
+    history = tiny.fit(workdir)
   assert saved_steps(workdir) == [16, 15]
   return workdir, history
