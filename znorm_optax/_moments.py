@@ -239,7 +239,12 @@ def _slice(x, index, axes):
   out_spec = PartitionSpec(*(None if axis in axes else spec[axis] for axis in range(x.ndim)))
   # Explicit sharding has no rule for a size-1 slice of a sharded dimension;
   # in Auto mode the partitioner takes it from the device that holds it.
-  return jax.sharding.auto_axes(lambda y: y[index], out_sharding=out_spec)(x)
+  slice_in_auto_mode = jax.sharding.auto_axes(lambda y: y[index], out_sharding=out_spec)
+  if jax.sharding.get_abstract_mesh().empty:
+    # Under jit without jax.set_mesh, auto_axes needs the leaf's own mesh.
+    with jax.sharding.use_abstract_mesh(jax.typeof(x).sharding.mesh):
+      return slice_in_auto_mode(x)
+  return slice_in_auto_mode(x)
 
 
 def _explicit_spec(x) -> tuple | None:
