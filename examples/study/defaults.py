@@ -12,7 +12,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   # The run: one model and method (a sweep sets them, and the seed, per run).
   config.model = ''
-  config.method = 'adam'  # adam, znorm, gc, clip, wd1e-3, wd1e-4.
+  config.method = 'adam'  # adam, znorm, znorm_pooled, gc, clip, clip_norm, wd1e-3, wd1e-4.
   config.learning_rate = 1e-3  # The example may turn it into a schedule.
 
   config.compilation_cache = True  # Persist compiled steps in <workdir>/jax_cache.

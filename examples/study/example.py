@@ -59,6 +59,12 @@ class Example:
       record, so the table can show them.
     write_figures: optional ``(config, workdir, results, data)``, run by
       process 0 after a sweep's report, e.g. prediction grids.
+    stacked_axes: optional ``model -> `` each parameter's stacked axes (the
+      layer axis of ``nnx.scan``) as a pure dict like
+      ``nnx.to_pure_dict(nnx.state(model, nnx.Param))``, read from the model
+      (e.g. with :func:`znorm_optax.stacked_axes_from_specs`). It gets the
+      task's model as ``nnx.eval_shape`` builds it. ``znorm`` and ``gc`` then
+      take statistics per layer, and the gradient log records each layer.
   """
 
   validate_config: Callable[[Config], None]
@@ -70,3 +76,4 @@ class Example:
   resumable_keys: Callable[[Config], Sequence[str]] = _nothing_may_change
   score: Callable[[Config, str, nnx.Module, Data], dict[str, float]] | None = None
   write_figures: Callable[[Config, str, Sequence[RunResult], Data], None] | None = None
+  stacked_axes: Callable[[nnx.Module], methods.StackedAxes] | None = None

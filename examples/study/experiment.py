@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import jax
 import ml_collections
+from flax import nnx
 
 import examples
 from examples.study import methods
@@ -79,10 +80,15 @@ def train_and_evaluate(example: Example, config: ml_collections.ConfigDict, work
   task = example.make_task(config, data)
   learning_rate = example.learning_rate(config, source.steps_per_epoch)
   resumable_keys = (*RESUMABLE_KEYS, *example.resumable_keys(config))
+  stacked_axes = None
+  if example.stacked_axes is not None:
+    stacked_axes = example.stacked_axes(
+        nnx.eval_shape(lambda: task.create_model(nnx.Rngs(config.seed), None)))
   history = loop.fit(config, workdir, task, source,
-                     methods.make_optimizer(config.method, learning_rate),
+                     methods.make_optimizer(config.method, learning_rate, stacked_axes),
                      resumable_keys=resumable_keys,
-                     gradient_transform=methods.gradient_transform(config.method),
+                     gradient_transform=methods.gradient_transform(config.method, stacked_axes),
+                     stacked_axes=stacked_axes,
                      name=f'{config.model} {config.method} seed {config.seed}')
   if example.score is not None:
     model = resume.load_model(config, workdir, task, resumable_keys=resumable_keys)

@@ -12,7 +12,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_epochs = 100
 
   # Execution.
-  config.parallel = 'sharded'  # 'sharded' (jit over a device mesh), 'pmap' or 'none'.
+  config.parallel = 'sharded'  # 'sharded' (jit over a device mesh), 'fsdp', 'pmap' or 'none'.
+  config.mesh_axis_types = 'auto'  # sharded and fsdp: the mesh's axis types, 'auto' or 'explicit'.
+  config.fsdp_devices = 0  # fsdp: devices the state is split over; 0: each process's devices.
   config.platform = ''  # Train on this JAX platform's devices ('cpu', 'gpu', 'tpu'); '': JAX's default.
   config.on_nonfinite = 'stop'  # A NaN/Inf loss, gradient or update: 'stop' the run or 'skip' the step.
   config.max_nonfinite_steps = 10  # 'skip': stop after this many non-finite steps in a row.

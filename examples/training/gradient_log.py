@@ -13,10 +13,13 @@ per log step::
   {"step": 50, "norm_before": {"blocks/0/conv1/conv/kernel": 0.31, ...},
    "std_before": {...}, "norm_after": {...}, "std_after": {...}}
 
-with the leaves in parameter (tree) order.
+with the leaves in parameter (tree) order. A stacked leaf (``stacked_axes``,
+e.g. the layers of ``nnx.scan``) has one entry per layer:
+``"blocks/qkv/kernel/0"``, ``"blocks/qkv/kernel/1"``, ...
 """
 
 import os
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -49,12 +52,16 @@ class StepStatistics:
       counter after the step is a multiple of it, and are NaN otherwise.
     params: a pure-dict tree like the parameters (only its structure and
       shapes are read), to check ``gradient_transform``.
+    stacked_axes: the parameters' stacked axes in any form
+      :func:`znorm_optax.gradient_statistics` takes, for a pure-dict tree;
+      each index along them is a layer with statistics of its own.
 
   Raises:
     ValueError: if ``gradient_transform`` keeps state.
   """
 
-  def __init__(self, gradient_transform: optax.GradientTransformation, every_steps: int, params):
+  def __init__(self, gradient_transform: optax.GradientTransformation, every_steps: int, params,
+               stacked_axes: Any = None):
     state = jax.eval_shape(gradient_transform.init, params)
     if jax.tree.leaves(state):
       raise ValueError(
@@ -62,15 +69,22 @@ class StepStatistics:
           f'of the optimizer before its moments), but this one keeps state {state}.')
     self._transform = gradient_transform
     self._every_steps = every_steps
-    self.names = leaf_names(params)
+    self._stacked_axes = stacked_axes
+    shapes = [s.std.shape for s in jax.eval_shape(self._statistics, params).values()]
+    self.names = [name if not shape else f'{name}/{"/".join(map(str, index))}'
+                  for name, shape in zip(leaf_names(params), shapes, strict=True)
+                  for index in np.ndindex(shape)]
+
+  def _statistics(self, grads):
+    return znorm_optax.gradient_statistics(grads, stacked_axes=self._stacked_axes)
 
   def _compute(self, grads, params) -> jax.Array:
     after, _ = self._transform.update(grads, self._transform.init(params), params)
-    before_stats = znorm_optax.gradient_statistics(grads).values()
-    after_stats = znorm_optax.gradient_statistics(after).values()
+    before_stats = self._statistics(grads).values()
+    after_stats = self._statistics(after).values()
     rows = ([s.l2_norm for s in before_stats], [s.std for s in before_stats],
             [s.l2_norm for s in after_stats], [s.std for s in after_stats])
-    return jnp.stack([jnp.stack(row) for row in rows])
+    return jnp.stack([jnp.concatenate([jnp.ravel(value) for value in row]) for row in rows])
 
   def __call__(self, step: jax.Array, grads, params) -> jax.Array:
     """Statistics of ``grads`` (pure dicts, global) if ``step`` (steps run, after this one) logs."""

@@ -61,25 +61,27 @@ class _Run:
   """One training run's placed state, compiled steps and bookkeeping."""
 
   def __init__(self, config, workdir, task, data, optimizer, resumable_keys, gradient_transform,
-               stop: stop_signals.StopSignals, name: str):
+               stacked_axes, stop: stop_signals.StopSignals, name: str):
     self.config, self.data, self.stop, self.name = config, data, stop, name
-    self.data_parallel = parallel.make(config.parallel, config.platform)
+    self.data_parallel = parallel.from_config(config)
     axis_name = self.data_parallel.data_axis_name
     graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
     self.gradient_statistics = None
     if config.log_gradient_statistics:
       self.gradient_statistics = gradient_log.StepStatistics(
           gradient_transform,
-          config.log_every_steps, _pure(nnx.filter_state(host_state[0], nnx.Param)))
+          config.log_every_steps, _pure(nnx.filter_state(host_state[0], nnx.Param)),
+          stacked_axes)
     skip = config.on_nonfinite == 'skip'
+    gather = self.data_parallel.gather_parameters
     self.train_step = self.data_parallel.compile(
         steps.train_step(task, graphdef, axis_name, skip_nonfinite=skip,
                          max_consecutive=config.max_nonfinite_steps if skip else 1,
-                         gradient_statistics=self.gradient_statistics),
+                         gradient_statistics=self.gradient_statistics, gather_parameters=gather),
         donate_argnums=(0,),
     )
     self.eval_step = self.data_parallel.compile(
-        steps.eval_step(task, graphdef, axis_name), donate_argnums=()
+        steps.eval_step(task, graphdef, axis_name, gather_parameters=gather), donate_argnums=()
     )
 
     self.config_json = resume.config_to_json(config)
@@ -282,6 +284,7 @@ def fit(
     *,
     resumable_keys: Iterable[str] = (),
     gradient_transform: optax.GradientTransformation | None = None,
+    stacked_axes: Any = None,
     name: str = '',
 ) -> list[dict[str, Any]]:
   """Trains ``task``'s model on ``data`` and evaluates it after every epoch.
@@ -322,6 +325,9 @@ def fit(
     gradient_transform: the stateless part of ``optimizer`` that changes the
       raw gradient before the moments, whose output ``log_gradient_statistics``
       records as ``after``; needed with ``log_gradient_statistics``.
+    stacked_axes: the parameters' stacked axes (the layer axis of ``nnx.scan``)
+      as :func:`znorm_optax.gradient_statistics` takes them for a pure-dict
+      tree of the parameters: ``log_gradient_statistics`` records each layer.
     name: the run's name on the progress bar and in the epoch summaries;
       ``seed <seed>`` by default.
 
@@ -346,8 +352,8 @@ def fit(
                      'gradient_transform to fit.')
   validation.prepare_workdir(workdir)
   with workdir_lock.WorkdirLock(workdir), stop_signals.StopSignals() as stop:
-    run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform, stop,
-               name or f'seed {config.seed}')
+    run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform,
+               stacked_axes, stop, name or f'seed {config.seed}')
     try:
       for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
         examples_per_second = run.train_epoch(epoch)

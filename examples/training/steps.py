@@ -84,9 +84,30 @@ def _track(health: Health, parts: jax.Array, max_consecutive: int) -> Health:
   }
 
 
+def _gathered(task_function: Callable, gather_parameters: Callable | None) -> Callable:
+  """``task_function(model, batch)`` on the model with ``gather_parameters`` applied to its Params.
+
+  Under differentiation the gather's transpose sends each gradient back to
+  where its parameter lives. The model's other state (BatchNorm statistics)
+  comes back into ``model``.
+  """
+  if gather_parameters is None:
+    return task_function
+
+  def gathered(model, batch):
+    graphdef, parameters, rest = nnx.split(model, nnx.Param, ...)
+    whole = nnx.merge(graphdef, gather_parameters(parameters), rest)
+    outputs = task_function(whole, batch)
+    nnx.update(model, nnx.state(whole, nnx.Not(nnx.Param)))
+    return outputs
+
+  return gathered
+
+
 def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None, *,
                skip_nonfinite: bool = False, max_consecutive: int = 1,
-               gradient_statistics: gradient_log.StepStatistics | None = None) -> TrainStep:
+               gradient_statistics: gradient_log.StepStatistics | None = None,
+               gather_parameters: Callable | None = None) -> TrainStep:
   """One optimizer step on ``(state, health)``; returns them updated and this batch's metric sums.
 
   Every step checks the loss, the gradients and the updated state for NaN and
@@ -107,14 +128,18 @@ def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None,
     gradient_statistics: if given, the step returns ``(metric_sums,
       statistics)`` instead of ``metric_sums``: the per-leaf statistics of the
       (averaged) gradient at log steps, NaN at other steps.
+    gather_parameters: if given, the loss runs on the model with this applied
+      to its parameters (``fsdp``: each one whole; see
+      :meth:`examples.training.parallel.DataParallel.gather_parameters`).
   """
+  train_loss = _gathered(task.train_loss, gather_parameters)
 
   def step(carry: tuple[State, Health], batch: Batch) -> tuple[tuple[State, Health], Metrics]:
     state, health = carry
     old_leaves, treedef = jax.tree.flatten(state)
     model, optimizer = nnx.merge(graphdef, state)
     model.train()
-    (loss, metric_sums), grads = nnx.value_and_grad(task.train_loss, has_aux=True)(model, batch)
+    (loss, metric_sums), grads = nnx.value_and_grad(train_loss, has_aux=True)(model, batch)
     metric_sums = _with_count(metric_sums, batch)
     if axis_name is not None:
       loss = jax.lax.pmean(loss, axis_name)
@@ -147,13 +172,15 @@ def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None,
   return step
 
 
-def eval_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None) -> EvalStep:
+def eval_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None, *,
+              gather_parameters: Callable | None = None) -> EvalStep:
   """One evaluation batch's metric sums, with the model in eval mode."""
+  eval_metrics = _gathered(task.eval_metrics, gather_parameters)
 
   def step(state: State, batch: Batch) -> Metrics:
     model, _ = nnx.merge(graphdef, state)
     model.eval()
-    metric_sums = _with_count(task.eval_metrics(model, batch), batch)
+    metric_sums = _with_count(eval_metrics(model, batch), batch)
     if axis_name is not None:
       metric_sums = jax.lax.psum(metric_sums, axis_name)
     return metric_sums

@@ -38,6 +38,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     ValueError: naming the first bad flag and what it accepts.
   """
   parallel.check_mode(config.parallel)
+  parallel.check_mesh(config)
   _check_platform(config.platform)
   check_seed(config.seed)
   for name in ('num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'max_nonfinite_steps'):

@@ -20,19 +20,33 @@ def _centralize(g):
   return g - g.mean(axis=tuple(range(g.ndim - 1)), keepdims=True) if g.ndim >= 2 else g
 
 
+def _clip_by_global_norm(grads):
+  norm = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
+  return {k: g * min(1.0, 1.0 / norm) for k, g in grads.items()}
+
+
+def _leafwise(change):
+  return lambda grads: {k: change(g) for k, g in grads.items()}
+
+
+CHANGES = {  # name -> the change of a dict of float64 gradients before Adam.
+    'adam': _leafwise(lambda g: g), 'wd1e-3': _leafwise(lambda g: g),
+    'wd1e-4': _leafwise(lambda g: g), 'znorm': _leafwise(_zscore),
+    'znorm_pooled': _leafwise(_zscore), 'gc': _leafwise(_centralize),
+    'clip': _leafwise(lambda g: np.clip(g, -0.1, 0.1)), 'clip_norm': _clip_by_global_norm,
+}
+
+
 def _reference_updates(name, grads_per_step, params):
   """NumPy float64: the gradient change of ``name``, then Adam (or AdamW)."""
-  change = {
-      'adam': lambda g: g, 'wd1e-3': lambda g: g, 'wd1e-4': lambda g: g,
-      'znorm': _zscore, 'gc': _centralize, 'clip': lambda g: np.clip(g, -0.1, 0.1),
-  }[name]
   decay = {'wd1e-3': 1e-3, 'wd1e-4': 1e-4}.get(name, 0.0)
   params = {k: v.astype(np.float64) for k, v in params.items()}
   mu = {k: np.zeros_like(v) for k, v in params.items()}
   nu = {k: np.zeros_like(v) for k, v in params.items()}
   for t, grads in enumerate(grads_per_step, start=1):
+    changed = CHANGES[name]({k: g.astype(np.float64) for k, g in grads.items()})
     for k in params:
-      g = change(grads[k].astype(np.float64))
+      g = changed[k]
       mu[k] = B1 * mu[k] + (1 - B1) * g
       nu[k] = B2 * nu[k] + (1 - B2) * g**2
       step = (mu[k] / (1 - B1**t)) / (np.sqrt(nu[k] / (1 - B2**t)) + EPS)
@@ -80,6 +94,27 @@ def test_methods_differ_from_adam():
   adam = two_steps('adam')
   for name in set(methods.METHODS) - {'adam'}:
     assert not np.allclose(two_steps(name), adam, rtol=0, atol=1e-7), name
+
+
+@pytest.mark.parametrize('name, per_layer', [('znorm', _zscore), ('gc', _centralize),
+                                             ('znorm_pooled', None)])
+def test_stacked_axes_give_each_layer_its_own_statistics(name, per_layer):
+  # Two stacked layers of very different scale and offset, as nnx.scan keeps them.
+  rng = np.random.default_rng(2)
+  layers = [rng.normal(0.5, 1.0, size=(3, 4)), rng.normal(-20.0, 30.0, size=(3, 4))]
+  grads = {'blocks': {'kernel': np.stack(layers).astype(np.float32)},
+           'head': {'kernel': rng.normal(2.0, 3.0, size=(4, 2)).astype(np.float32)}}
+  stacked_axes = {'blocks': {'kernel': 0}, 'head': {'kernel': None}}
+  transform = methods.gradient_transform(name, stacked_axes)
+  changed, _ = transform.update(grads, transform.init(grads))
+  whole = CHANGES[name]({'blocks': grads['blocks']['kernel'].astype(np.float64)})['blocks']
+  expected = whole if per_layer is None else np.stack([per_layer(g) for g in layers])
+  np.testing.assert_allclose(changed['blocks']['kernel'], expected, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(changed['head']['kernel'],
+                             CHANGES[name]({'h': grads['head']['kernel'].astype(np.float64)})['h'],
+                             rtol=1e-5, atol=1e-5)
+  if per_layer is not None:  # The test can fail: pooled statistics are far from per-layer ones.
+    assert np.max(np.abs(whole - expected)) > 0.5
 
 
 def test_accepts_a_schedule():

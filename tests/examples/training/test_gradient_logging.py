@@ -24,9 +24,20 @@ def _centralize(g):  # Flax GC: every axis but the last (output) one; vectors st
   return g - g.mean(axis=tuple(range(g.ndim - 1)), keepdims=True) if g.ndim >= 2 else g
 
 
-REFERENCE_TRANSFORMS = {
-    'adam': lambda g: g, 'wd1e-3': lambda g: g, 'wd1e-4': lambda g: g,
-    'znorm': _zscore, 'gc': _centralize, 'clip': lambda g: np.clip(g, -0.1, 0.1),
+def _leafwise(change):
+  return lambda grads: {key: change(g) for key, g in grads.items()}
+
+
+def _clip_by_global_norm(grads):
+  norm = np.sqrt(sum(np.sum(g**2) for g in grads.values()))
+  return {key: g * min(1.0, 1.0 / norm) for key, g in grads.items()}
+
+
+REFERENCE_TRANSFORMS = {  # name -> change of a flat dict of float64 gradients.
+    'adam': _leafwise(lambda g: g), 'wd1e-3': _leafwise(lambda g: g),
+    'wd1e-4': _leafwise(lambda g: g), 'znorm': _leafwise(_zscore),
+    'znorm_pooled': _leafwise(_zscore), 'gc': _leafwise(_centralize),
+    'clip': _leafwise(lambda g: np.clip(g, -0.1, 0.1)), 'clip_norm': _clip_by_global_norm,
 }
 
 
@@ -61,16 +72,16 @@ def test_first_step_statistics_match_float64_reference(tmp_path, parallel, metho
                                       nnx.Param))
   (batch,) = tiny.data(config, num_train=8).train_batches(0)
   grads = _numpy_gradient(params, batch)
-  change = REFERENCE_TRANSFORMS[method]
-  for layer in ('hidden', 'out'):
-    for kind in ('kernel', 'bias'):
-      g, name = grads[layer][kind], f'{layer}/{kind}'
-      after = change(g)
-      expected = {'norm_before': np.linalg.norm(g), 'std_before': g.std(),
-                  'norm_after': np.linalg.norm(after), 'std_after': after.std()}
-      for statistic, value in expected.items():
-        np.testing.assert_allclose(records[0][statistic][name], value, rtol=2e-5, atol=1e-8,
-                                   err_msg=f'{method} {parallel} {statistic} {name}')
+  flat = {f'{layer}/{kind}': grads[layer][kind] for layer in ('hidden', 'out')
+          for kind in ('kernel', 'bias')}
+  changed = REFERENCE_TRANSFORMS[method](flat)
+  for name, g in flat.items():
+    after = changed[name]
+    expected = {'norm_before': np.linalg.norm(g), 'std_before': g.std(),
+                'norm_after': np.linalg.norm(after), 'std_after': after.std()}
+    for statistic, value in expected.items():
+      np.testing.assert_allclose(records[0][statistic][name], value, rtol=2e-5, atol=1e-8,
+                                 err_msg=f'{method} {parallel} {statistic} {name}')
 
 
 @pytest.mark.parametrize('name', list(methods.METHODS))
@@ -80,9 +91,9 @@ def test_gradient_transform_is_the_change_before_adam(name):
   grads = jax.tree.map(lambda g: g.astype(np.float32), grads)
   transform = methods.gradient_transform(name)
   changed, _ = transform.update(grads, transform.init(grads), grads)
-  for key, g in grads.items():
-    expected = REFERENCE_TRANSFORMS[name](g.astype(np.float64))
-    np.testing.assert_allclose(changed[key], expected, rtol=1e-5, atol=1e-6, err_msg=key)
+  expected = REFERENCE_TRANSFORMS[name]({key: g.astype(np.float64) for key, g in grads.items()})
+  for key in grads:
+    np.testing.assert_allclose(changed[key], expected[key], rtol=1e-5, atol=1e-6, err_msg=key)
 
 
 def test_stateful_transform_is_refused():

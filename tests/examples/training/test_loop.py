@@ -86,13 +86,16 @@ def _fit(config, workdir, source=None):
 def test_parallel_modes_agree(tmp_path):
   assert len(jax.devices('cpu')) == 8
   results = {}
-  for mode in ('none', 'sharded', 'pmap'):
-    config = _config(parallel=mode)
+  modes = {'none': {}, 'sharded': {}, 'sharded explicit': {'mesh_axis_types': 'explicit'},
+           'fsdp': {'fsdp_devices': 4}, 'fsdp explicit': {'mesh_axis_types': 'explicit'},
+           'pmap': {}}
+  for mode, overrides in modes.items():
+    config = _config(parallel=mode.split()[0], **overrides)
     history = _fit(config, tmp_path / mode)
     results[mode] = (without_timing(history), final_state(tmp_path / mode))
   want_history, want_state = results['none']
   assert want_history[-1]['test_accuracy'] > 0.6  # It learns: chance is about 1/3.
-  for mode in ('sharded', 'pmap'):
+  for mode in list(modes)[1:]:
     history, state = results[mode]
     chex.assert_trees_all_close(state, want_state, rtol=1e-4, atol=1e-5)
     for got, want in zip(history, want_history, strict=True):
