@@ -2,6 +2,7 @@
 
 from znorm_optax.adam import znorm_adam
 from znorm_optax.centralization import centralize
+from znorm_optax.named_axes import stacked_axes_from_specs
 from znorm_optax.normalization import znorm
 from znorm_optax.statistics import LeafStatistics
 from znorm_optax.statistics import gradient_statistics
@@ -12,6 +13,7 @@ __all__ = (
     'LeafStatistics',
     'centralize',
     'gradient_statistics',
+    'stacked_axes_from_specs',
     'znorm',
     'znorm_adam',
 )

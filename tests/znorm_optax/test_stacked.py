@@ -7,6 +7,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 import znorm_optax
 from tests.znorm_optax import reference
@@ -201,3 +202,43 @@ def test_nnx_scan_model_updates_equal_the_unrolled_layers():
     np.testing.assert_allclose(scanned.blocks.linear.bias[i], block.linear.bias[...],
                                rtol=1e-6, atol=1e-7)
   np.testing.assert_allclose(scanned.head.kernel[...], unrolled.head.kernel[...], rtol=1e-6)
+
+
+def test_stacked_axes_from_specs_finds_the_named_axis():
+  specs = {'scan': P('layers', 'embed', 'mlp'), 'vmap_inner': P(None, ('x', 'layers')),
+           'none': P('embed'), 'empty': P(), 'tuple': ('embed', 'layers'), 'missing': None}
+  assert znorm_optax.stacked_axes_from_specs(specs, 'layers') == {
+      'scan': 0, 'vmap_inner': 1, 'none': None, 'empty': None, 'tuple': 1, 'missing': None}
+  with pytest.raises(ValueError, match=r"leaf at \['twice'\] names 'layers' twice"):
+    znorm_optax.stacked_axes_from_specs({'twice': P('layers', 'layers')}, 'layers')
+
+
+class _NamedBlock(nnx.Module):
+
+  def __init__(self, rngs):
+    names = lambda *axes: nnx.with_partitioning(nnx.initializers.lecun_normal(), axes)
+    self.linear = nnx.Linear(6, 6, kernel_init=names('in', 'out'),
+                             bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(),
+                                                             ('out',)), rngs=rngs)
+    self.unnamed = nnx.Linear(6, 6, rngs=rngs)
+
+
+def test_stacked_axes_from_the_axis_names_nnx_vmap_records():
+  @nnx.split_rngs(splits=3)
+  @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: 'layers'})
+  def make_blocks(rngs):
+    return _NamedBlock(rngs)
+
+  with nnx.use_eager_sharding(False):  # Names only: no mesh to place them on.
+    blocks = make_blocks(nnx.Rngs(0))
+  specs = nnx.to_pure_dict(nnx.get_partition_spec(nnx.state(blocks, nnx.Param)))
+  axes = znorm_optax.stacked_axes_from_specs(specs, 'layers')
+  # A parameter without axis names gets none from nnx.vmap either: it is not found.
+  assert axes == {'linear': {'kernel': 0, 'bias': 0}, 'unnamed': {'kernel': None, 'bias': None}}
+  grads = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(blocks, nnx.Param)))
+  grads['linear']['bias'] = grads['linear']['bias'] + np.arange(3.0)[:, None] * 100
+  updates, _ = znorm_optax.znorm(stacked_axes=axes).update(grads, None)
+  for kind in ('kernel', 'bias'):
+    g = grads['linear'][kind]
+    reference.assert_close(updates['linear'][kind], reference.per_slice(reference.znorm, g, (0,)),
+                           err_msg=kind)
