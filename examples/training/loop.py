@@ -73,15 +73,15 @@ class _Run:
           config.log_every_steps, _pure(nnx.filter_state(host_state[0], nnx.Param)),
           stacked_axes)
     skip = config.on_nonfinite == 'skip'
-    gather = self.data_parallel.gather_parameters
+    gather = self.data_parallel.gather_variables
     self.train_step = self.data_parallel.compile(
         steps.train_step(task, graphdef, axis_name, skip_nonfinite=skip,
                          max_consecutive=config.max_nonfinite_steps if skip else 1,
-                         gradient_statistics=self.gradient_statistics, gather_parameters=gather),
+                         gradient_statistics=self.gradient_statistics, gather_variables=gather),
         donate_argnums=(0,),
     )
     self.eval_step = self.data_parallel.compile(
-        steps.eval_step(task, graphdef, axis_name, gather_parameters=gather), donate_argnums=()
+        steps.eval_step(task, graphdef, axis_name, gather_variables=gather), donate_argnums=()
     )
 
     self.config_json = resume.config_to_json(config)

@@ -9,8 +9,8 @@ floating-point reassociation.
 axis. ``fsdp`` also splits the parameters and the optimizer state, leaf by
 leaf, over an ``fsdp`` axis (each leaf along its largest dimension that the
 axis divides; leaves with none stay replicated), and each batch over both
-axes; a step gathers the parameters for the forward and backward passes and
-its gradients come back split. Both meshes take Auto or Explicit axis types
+axes; a step gathers the model's variables for the forward and backward
+passes, and its gradients come back split. Both meshes take Auto or Explicit axis types
 (``--config.mesh_axis_types``).
 """
 
@@ -42,9 +42,9 @@ class DataParallel(abc.ABC):
   data_axis_name: str | None = None
   """The device axis that batch-wide layers (BatchNorm) reduce over; only ``pmap`` has one."""
 
-  gather_parameters: Callable | None = None
-  """Inside a step, the parameters as the forward pass needs them; only ``fsdp`` has one
-  (each parameter whole on every device)."""
+  gather_variables: Callable | None = None
+  """Inside a step, the model's variables as the forward pass needs them; only ``fsdp`` has
+  one (each variable whole on every device)."""
 
   @property
   @abc.abstractmethod
@@ -122,7 +122,7 @@ class Sharded(DataParallel):
     self._replicated = NamedSharding(self.mesh, PartitionSpec())
     self._batch_sharding = NamedSharding(self.mesh, PartitionSpec(names))
     if fsdp_devices:
-      self.gather_parameters = self._gather
+      self.gather_variables = self._gather
 
   @property
   def num_devices(self) -> int:
@@ -169,8 +169,8 @@ class Sharded(DataParallel):
     return jax.jit(lambda state, batch: self._placed(step(state, batch)),
                    donate_argnums=donate_argnums)
 
-  def _gather(self, parameters):
-    return jax.tree.map(lambda x: self._constrain(x, self._replicated), parameters)
+  def _gather(self, variables):
+    return jax.tree.map(lambda x: self._constrain(x, self._replicated), variables)
 
 
 class Pmapped(DataParallel):

@@ -84,19 +84,19 @@ def _track(health: Health, parts: jax.Array, max_consecutive: int) -> Health:
   }
 
 
-def _gathered(task_function: Callable, gather_parameters: Callable | None) -> Callable:
-  """``task_function(model, batch)`` on the model with ``gather_parameters`` applied to its Params.
+def _gathered(task_function: Callable, gather_variables: Callable | None) -> Callable:
+  """``task_function(model, batch)`` on the model with ``gather_variables`` applied to its state.
 
   Under differentiation the gather's transpose sends each gradient back to
-  where its parameter lives. The model's other state (BatchNorm statistics)
-  comes back into ``model``.
+  where its parameter lives. The model's updated state other than its
+  parameters (BatchNorm statistics) comes back into ``model``.
   """
-  if gather_parameters is None:
+  if gather_variables is None:
     return task_function
 
   def gathered(model, batch):
-    graphdef, parameters, rest = nnx.split(model, nnx.Param, ...)
-    whole = nnx.merge(graphdef, gather_parameters(parameters), rest)
+    graphdef, state = nnx.split(model)
+    whole = nnx.merge(graphdef, gather_variables(state))
     outputs = task_function(whole, batch)
     nnx.update(model, nnx.state(whole, nnx.Not(nnx.Param)))
     return outputs
@@ -107,7 +107,7 @@ def _gathered(task_function: Callable, gather_parameters: Callable | None) -> Ca
 def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None, *,
                skip_nonfinite: bool = False, max_consecutive: int = 1,
                gradient_statistics: gradient_log.StepStatistics | None = None,
-               gather_parameters: Callable | None = None) -> TrainStep:
+               gather_variables: Callable | None = None) -> TrainStep:
   """One optimizer step on ``(state, health)``; returns them updated and this batch's metric sums.
 
   Every step checks the loss, the gradients and the updated state for NaN and
@@ -128,11 +128,11 @@ def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None,
     gradient_statistics: if given, the step returns ``(metric_sums,
       statistics)`` instead of ``metric_sums``: the per-leaf statistics of the
       (averaged) gradient at log steps, NaN at other steps.
-    gather_parameters: if given, the loss runs on the model with this applied
-      to its parameters (``fsdp``: each one whole; see
-      :meth:`examples.training.parallel.DataParallel.gather_parameters`).
+    gather_variables: if given, the loss runs on the model with this applied
+      to its state (``fsdp``: each variable whole; see
+      :attr:`examples.training.parallel.DataParallel.gather_variables`).
   """
-  train_loss = _gathered(task.train_loss, gather_parameters)
+  train_loss = _gathered(task.train_loss, gather_variables)
 
   def step(carry: tuple[State, Health], batch: Batch) -> tuple[tuple[State, Health], Metrics]:
     state, health = carry
@@ -173,9 +173,9 @@ def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None,
 
 
 def eval_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None, *,
-              gather_parameters: Callable | None = None) -> EvalStep:
+              gather_variables: Callable | None = None) -> EvalStep:
   """One evaluation batch's metric sums, with the model in eval mode."""
-  eval_metrics = _gathered(task.eval_metrics, gather_parameters)
+  eval_metrics = _gathered(task.eval_metrics, gather_variables)
 
   def step(state: State, batch: Batch) -> Metrics:
     model, _ = nnx.merge(graphdef, state)

@@ -50,7 +50,7 @@ def test_fsdp_splits_each_state_leaf_on_its_largest_divisible_axis():
     assert placed['kernel'].addressable_shards[0].data.shape == (3, 2)
     chex.assert_trees_all_equal(fsdp.get_state(placed), state)
   assert parallel.make('fsdp', 'cpu').mesh.shape[parallel.FSDP_AXIS] == 8  # 0: the local devices.
-  assert parallel.make('sharded', 'cpu').gather_parameters is None
+  assert parallel.make('sharded', 'cpu').gather_variables is None
 
 
 def test_bad_mesh_flags_are_named():
