@@ -1,0 +1,1 @@
+"""A byte-level decoder-only transformer language model with scanned layers."""

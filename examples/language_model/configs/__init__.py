@@ -1,0 +1,1 @@
+"""Configs for the language model example (ml_collections ``get_config()``)."""

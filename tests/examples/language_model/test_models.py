@@ -1,0 +1,154 @@
+"""The transformer: scanned layers against the same layers unrolled, its shapes, causality, dtypes."""
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from examples.language_model import models
+from examples.language_model.task import next_byte_metrics
+from examples.study import methods
+
+CONTEXT = 8
+
+
+def _models():
+  """The tiny model scanned, and unrolled with the same parameters, layer by layer."""
+  scanned = models.create_model('tiny', context=CONTEXT, rngs=nnx.Rngs(0))
+  unrolled = models.create_model('tiny', context=CONTEXT, scan_layers=False, rngs=nnx.Rngs(1))
+  stacked = nnx.to_pure_dict(nnx.state(scanned, nnx.Param))
+  layers = {**stacked, 'blocks': {
+      i: jax.tree.map(lambda x, i=i: x[i], stacked['blocks'])
+      for i in range(models.SIZES['tiny'].num_layers)}}
+  nnx.update(unrolled, layers)
+  return scanned, unrolled
+
+
+def _batch():
+  tokens = np.random.default_rng(0).integers(0, 256, size=(4, CONTEXT + 1), dtype=np.uint8)
+  return {'tokens': tokens, 'mask': np.ones(4, np.float32)}
+
+
+@nnx.jit
+def _gradient(model, batch):
+  return nnx.grad(lambda m: next_byte_metrics(m, batch)[0])(model)
+
+
+def _gradients(model, batch):
+  return jax.tree.map(np.asarray, nnx.to_pure_dict(_gradient(model, batch)))
+
+
+@nnx.jit
+def _step(model, optimizer, batch):
+  optimizer.update(model, _gradient(model, batch))
+
+
+def _layer(tree, i):
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def _zscore(g):
+  g = np.asarray(g, np.float64)
+  return (g - g.mean()) / (g.std() + 1e-10)
+
+
+def test_stacked_axes_come_from_the_model():
+  scanned, unrolled = _models()
+  axes = models.stacked_axes(scanned)
+  for path, axis in jax.tree_util.tree_flatten_with_path(
+      axes, is_leaf=lambda x: x is None)[0]:
+    name = jax.tree_util.keystr(path, simple=True, separator='/')
+    assert axis == (0 if name.startswith('blocks/') else None), name
+  assert len(jax.tree.leaves(axes)) == 12  # Every parameter kind of a block.
+  assert not jax.tree.leaves(models.stacked_axes(unrolled))
+  # The study reads them from an abstract model.
+  abstract = nnx.eval_shape(lambda: models.create_model('tiny', context=CONTEXT, rngs=nnx.Rngs(0)))
+  assert models.stacked_axes(abstract) == axes
+
+
+def test_scanned_updates_equal_the_unrolled_model_layer_by_layer():
+  scanned, unrolled = _models()
+  batch = _batch()
+  chex.assert_trees_all_close(scanned(batch['tokens'][:, :-1]), unrolled(batch['tokens'][:, :-1]),
+                              rtol=1e-5, atol=1e-5)
+  scanned_grads, unrolled_grads = _gradients(scanned, batch), _gradients(unrolled, batch)
+  num_layers = models.SIZES['tiny'].num_layers
+  for i in range(num_layers):
+    chex.assert_trees_all_close(_layer(scanned_grads['blocks'], i), unrolled_grads['blocks'][i],
+                                rtol=1e-4, atol=1e-6)
+  rest = lambda tree: {k: v for k, v in tree.items() if k != 'blocks'}
+  chex.assert_trees_all_close(rest(scanned_grads), rest(unrolled_grads), rtol=1e-4, atol=1e-6)
+
+  # ZNorm per layer: the scanned model's z-scored gradient is each layer's, against float64.
+  stacked_axes = models.stacked_axes(scanned)
+  transform = methods.gradient_transform('znorm', stacked_axes)
+  normalized = jax.jit(transform.update)(scanned_grads, None)[0]
+  pooled = jax.jit(methods.gradient_transform('znorm_pooled').update)(scanned_grads, None)[0]
+  for i in range(num_layers):
+    expected = jax.tree.map(_zscore, unrolled_grads['blocks'][i])
+    chex.assert_trees_all_close(_layer(normalized['blocks'], i), expected, rtol=1e-4, atol=1e-4)
+    # The test can fail: pooling the layers gives other values.
+    assert max(np.max(np.abs(a - b)) for a, b in zip(
+        jax.tree.leaves(_layer(pooled['blocks'], i)), jax.tree.leaves(expected))) > 1e-2
+
+  # Two optimizer steps: each layer of the scanned model equals the unrolled model's. (Not
+  # the token embedding: the rows of bytes absent from the batch have zero gradient, z-score
+  # to -mean/std, a rounding-level number, and Adam turns its sign into a full step.)
+  steps = []
+  for model, axes in ((scanned, stacked_axes), (unrolled, None)):
+    optimizer = nnx.Optimizer(model, methods.make_optimizer('znorm', 1e-2, axes), wrt=nnx.Param)
+    for _ in range(2):
+      _step(model, optimizer, batch)
+    steps.append(jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param))))
+  for i in range(num_layers):
+    chex.assert_trees_all_close(_layer(steps[0]['blocks'], i), steps[1]['blocks'][i],
+                                rtol=1e-4, atol=1e-5)
+
+
+def test_attention_is_causal():
+  model = models.create_model('tiny', context=CONTEXT, rngs=nnx.Rngs(0))
+  tokens = _batch()['tokens'][:, :-1].astype(np.int32)
+  changed = tokens.copy()
+  changed[:, 5:] = (changed[:, 5:] + 1) % 256
+  before, after = np.asarray(model(tokens)), np.asarray(model(changed))
+  np.testing.assert_array_equal(before[:, :5], after[:, :5])
+  assert np.max(np.abs(before[:, 5:] - after[:, 5:])) > 1e-4
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_logits():
+  tokens = _batch()['tokens'][:, :-1].astype(np.int32)
+  f32 = models.create_model('tiny', context=CONTEXT, rngs=nnx.Rngs(0))
+  bf16 = models.create_model('tiny', context=CONTEXT, dtype='bfloat16', rngs=nnx.Rngs(0))
+  assert {x.dtype for x in jax.tree.leaves(nnx.state(bf16, nnx.Param))} == {jnp.dtype('float32')}
+  logits = bf16(tokens)
+  assert logits.dtype == jnp.float32
+  np.testing.assert_allclose(logits, f32(tokens), atol=0.05)
+
+
+def test_gpt2_small_has_gpt2_small_block_shapes():
+  model = nnx.eval_shape(lambda: models.create_model('gpt2_small', context=1024, rngs=nnx.Rngs(0)))
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  assert params['blocks']['qkv']['kernel'].shape == (12, 768, 3 * 768)
+  assert params['blocks']['mlp_in']['kernel'].shape == (12, 768, 3072)
+  width, mlp, layers, vocab, context = 768, 3072, 12, 256, 1024
+  per_block = (3 * width * width + 3 * width) + (width * width + width) + (
+      2 * width * mlp + mlp + width) + 2 * 2 * width
+  expected = layers * per_block + (vocab + context) * width + 2 * width + width * vocab + vocab
+  assert sum(math.prod(x.shape) for x in jax.tree.leaves(params)) == expected
+
+
+def test_unknown_model_names_the_flag():
+  with pytest.raises(ValueError, match=r"--config.model='huge'; valid models are: tiny, small"):
+    models.check_model('huge')
+
+
+def test_gradient_of_the_loss_is_finite_at_initialization():
+  model = models.create_model('tiny', context=CONTEXT, rngs=nnx.Rngs(0))
+  loss = next_byte_metrics(model, _batch())[0]
+  # Small initial logits: about the uniform distribution's ln 256 nats.
+  np.testing.assert_allclose(float(loss), math.log(256), rtol=0.02)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(_gradients(model, _batch())))
