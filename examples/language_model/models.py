@@ -97,7 +97,7 @@ def _lookup(embed: nnx.Embed, tokens: jax.Array) -> jax.Array:
   out_sharding = None
   if any(sharding.spec):
     out_sharding = sharding.update(spec=(*sharding.spec, None))
-  table = embed.embedding[...].astype(embed.dtype)
+  table = jnp.asarray(embed.embedding[...], embed.dtype)
   return table.at[tokens].get(out_sharding=out_sharding)
 
 
