@@ -4,7 +4,7 @@ PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
 
-.PHONY: demo test lint bench docs clean
+.PHONY: demo lm-study test lint bench docs clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -15,6 +15,11 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(PYTHON) -m examples.main \
 	  --config=examples/image_classification/configs/demo.py --workdir=runs/demo
+
+# The language model study (examples/language_model/README.md): about 12 minutes on 2 CPU cores.
+lm-study: $(INSTALLED)
+	$(PYTHON) -m examples.main \
+	  --config=examples/language_model/configs/study.py --workdir=runs/lm_study
 
 test: $(INSTALLED)
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15
