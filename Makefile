@@ -21,8 +21,13 @@ lm-study: $(INSTALLED)
 	$(PYTHON) -m examples.main \
 	  --config=examples/language_model/configs/study.py --workdir=runs/lm_study
 
+# Two sessions: the examples', benchmarks' and notebooks' tests compile with XLA:CPU's older
+# fusion emitters, which is faster; the library's keep XLA's defaults (tests/conftest.py).
 test: $(INSTALLED)
-	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=10 znorm_optax tests/znorm_optax \
+	  tests/test_docs.py tests/test_packaging.py
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests/examples tests/benchmarks \
+	  tests/notebooks
 
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check znorm_optax examples tests benchmarks notebooks

@@ -15,10 +15,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
 
 
 @pytest.mark.parametrize('field, value, message', [
-    ('method', 'sgd', 'valid methods are: adam, znorm, gc, clip, wd1e-3, wd1e-4'),
+    ('method', 'sgd', 'valid methods are: adam, znorm, znorm_pooled, gc, clip, clip_norm, wd1e-3, wd1e-4'),
     ('model', 'resnet21', 'valid models are'),
     ('dataset', 'mnist', 'valid datasets are: digits, cifar10, patch_camelyon'),
-    ('parallel', 'dp', 'valid values are: sharded, pmap, none'),
+    ('parallel', 'dp', 'valid values are: sharded, fsdp, pmap, none'),
     ('batch_size', 12, r'--config.batch_size=12 must be a positive multiple of the 8 devices'),
     ('num_epochs', 0, '--config.num_epochs=0 must be positive'),
     ('learning_rate', -1.0, '--config.learning_rate=-1.0 must be a finite positive number'),

@@ -99,7 +99,7 @@ def test_command_line_reports_a_bad_flag():
 
 @pytest.mark.parametrize('field, value, message', [
     ('sweep.methods', ('adam', 'lion'), 'lion'),
-    ('parallel', 'fsdp', '--config.parallel'),
+    ('parallel', 'ddp', '--config.parallel'),
     ('image_size', 30, '--config.image_size'),
     ('sweep.models', ('segnet',), 'valid models'),
     ('lr_decay_factor', float('nan'), '--config.lr_decay_factor'),
