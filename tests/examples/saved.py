@@ -1,6 +1,9 @@
-"""Reading what the training core saved (checkpoints, histories), for tests of both examples."""
+"""What the examples' tests share: reading what the training core saved (checkpoints, histories,
+event files), and an example whose training batches a test changes."""
 
 import contextlib
+import dataclasses
+import struct
 
 from examples.training import checkpointing
 
@@ -22,3 +25,42 @@ def without_timing(history: list[dict]) -> list[dict]:
   """The records of a history without their throughput, which differs from run to run."""
   return [{k: v for k, v in record.items() if k != 'train_examples_per_second'}
           for record in history]
+
+
+def tensorboard_events(path) -> list:
+  """The events of one event file: TFRecord framing (length, its CRC, data, its CRC)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=import-outside-toplevel
+
+  events = []
+  with open(path, 'rb') as f:
+    while header := f.read(12):
+      (length,) = struct.unpack('<Q', header[:8])
+      events.append(event_pb2.Event.FromString(f.read(length)))
+      f.read(4)
+  return events
+
+
+class _ChangedBatches:
+  """An example's data whose sources' training batches pass through ``change_batches``."""
+
+  def __init__(self, data, change_batches):
+    self._data, self._change_batches = data, change_batches
+
+  def __getattr__(self, name):
+    return getattr(self._data, name)
+
+  def make_source(self, config):
+    source = self._data.make_source(config)
+    real_batches = source.train_batches
+    source.train_batches = lambda epoch, start_step=0: self._change_batches(
+        source, epoch, start_step, real_batches(epoch, start_step))
+    return source
+
+
+def example_with_batches(example, change_batches):
+  """``example`` whose training batches pass through ``change_batches``.
+
+  ``change_batches(source, epoch, start_step, batches)`` yields the batches to train on.
+  """
+  return dataclasses.replace(
+      example, load_data=lambda config: _ChangedBatches(example.load_data(config), change_batches))

@@ -1,15 +1,14 @@
 """End-to-end training on digits: learning, resume, determinism, a NaN in the data."""
 
-import dataclasses
 
 import chex
 import numpy as np
 import pytest
 
-from examples.image_classification import input_pipeline
 from examples.image_classification import train
 from examples.study import experiment
 from examples.training import loop
+from tests.examples.saved import example_with_batches
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
 from tests.examples.saved import without_timing
@@ -31,27 +30,6 @@ class _Interrupted(Exception):
   pass
 
 
-def _example_with(change_batches):
-  """``train.EXAMPLE`` whose training batches pass through ``change_batches``.
-
-  ``change_batches(source, epoch, start_step, batches)`` yields the batches to train on.
-  """
-
-  def load_data(config):
-    dataset = input_pipeline.load(config)
-
-    def make_source(run_config):
-      source = dataset.make_source(run_config)
-      real_batches = source.train_batches
-      source.train_batches = lambda epoch, start_step=0: change_batches(
-          source, epoch, start_step, real_batches(epoch, start_step))
-      return source
-
-    return dataclasses.replace(dataset, make_source=make_source)
-
-  return dataclasses.replace(train.EXAMPLE, load_data=load_data)
-
-
 def test_resume_matches_uninterrupted_run(config, tmp_path):
   config.checkpoint_every_steps = 10  # 22 steps per epoch: the resume starts mid-epoch 2.
   uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'uninterrupted'))
@@ -64,7 +42,7 @@ def test_resume_matches_uninterrupted_run(config, tmp_path):
 
   workdir = str(tmp_path / 'interrupted')
   with pytest.raises(_Interrupted):
-    experiment.train_and_evaluate(_example_with(stop_at_step_35), config, workdir)
+    experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, stop_at_step_35), config, workdir)
   assert saved_steps(workdir)[0] == 30
 
   with pytest.raises(ValueError, match='already holds checkpoints .* --config.resume=True'):
@@ -97,5 +75,5 @@ def test_one_nan_pixel_stops_the_run(config, tmp_path):
   with pytest.raises(loop.NonFiniteError,
                      match=rf'^training stopped at step 13: the .*gradients.*; the last good '
                            rf'checkpoint, {tmp_path}/checkpoints/10 \(step 10\), is kept'):
-    experiment.train_and_evaluate(_example_with(a_nan_pixel_at_step_12), config, str(tmp_path))
+    experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, a_nan_pixel_at_step_12), config, str(tmp_path))
   assert saved_steps(tmp_path) == [10]

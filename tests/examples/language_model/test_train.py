@@ -5,11 +5,8 @@ which the module's compilation cache compiles once per worker; each test checks 
 of its runs, since compiling is most of a run's time.
 """
 
-import dataclasses
 import glob
 import math
-import struct
-import types
 
 import chex
 import jax
@@ -18,7 +15,6 @@ import numpy as np
 import pytest
 from flax import nnx
 from jax.experimental.compilation_cache import compilation_cache
-from tensorboardX.proto import event_pb2
 
 from examples.language_model import input_pipeline
 from examples.language_model import models
@@ -30,8 +26,10 @@ from examples.training import gradient_log
 from examples.training import loop
 from examples.training import metrics_log
 from examples.training import resume
+from tests.examples.saved import example_with_batches
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
+from tests.examples.saved import tensorboard_events
 from tests.examples.saved import without_timing
 
 LAYERS = models.SIZES['tiny'].num_layers
@@ -65,22 +63,11 @@ def _run_dir(workdir, method):
   return sweep.run_directory(str(workdir), 'tiny', method, 0)
 
 
-def _events(path) -> list[event_pb2.Event]:
-  """The events of one file: TFRecord framing (length, its CRC, data, its CRC)."""
-  events = []
-  with open(path, 'rb') as f:
-    while header := f.read(12):
-      (length,) = struct.unpack('<Q', header[:8])
-      events.append(event_pb2.Event.FromString(f.read(length)))
-      f.read(4)
-  return events
-
-
 def _scalars(run_dir) -> dict[str, dict[int, float]]:
   """Tag -> step -> value of the run's one event file."""
   (events_file,) = glob.glob(f'{run_dir}/events.out.tfevents.*')
   scalars = {}
-  for event in _events(events_file):
+  for event in tensorboard_events(events_file):
     for value in event.summary.value:
       if value.HasField('simple_value'):
         scalars.setdefault(value.tag, {})[event.step] = value.simple_value
@@ -202,28 +189,6 @@ class _Interrupted(Exception):
   pass
 
 
-def _example_with(change_batches):
-  """``train.EXAMPLE`` whose training batches pass through ``change_batches``.
-
-  ``change_batches(source, epoch, start_step, batches)`` yields the batches to train on.
-  """
-
-  def load_data(config):
-    dataset = input_pipeline.load(config)
-
-    def make_source(run_config):
-      source = dataset.make_source(run_config)
-      real_batches = source.train_batches
-      source.train_batches = lambda epoch, start_step=0: change_batches(
-          source, epoch, start_step, real_batches(epoch, start_step))
-      return source
-
-    return types.SimpleNamespace(train=dataset.train, evaluation=dataset.evaluation,
-                                 make_source=make_source)
-
-  return dataclasses.replace(train.EXAMPLE, load_data=load_data)
-
-
 def _numpy_cross_entropy(logits, targets) -> float:
   """Mean next-byte cross-entropy in nats, in float64."""
   logits = np.asarray(logits, np.float64)
@@ -262,7 +227,7 @@ def test_checkpoints_hold_the_reported_model_and_resume_exactly(tmp_path):
 
   workdir = tmp_path / 'interrupted'
   with pytest.raises(_Interrupted):
-    experiment.train_and_evaluate(_example_with(stop_before_step_18), config, str(workdir))
+    experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, stop_before_step_18), config, str(workdir))
   assert saved_steps(workdir)[0] == 16
   assert len(metrics_log.read(workdir / 'metrics.jsonl')) == 2
 
@@ -276,7 +241,7 @@ def test_checkpoints_hold_the_reported_model_and_resume_exactly(tmp_path):
       fed.append(epoch * source.steps_per_epoch + step)
       yield batch
 
-  resumed = experiment.train_and_evaluate(_example_with(count_steps), config, str(workdir))
+  resumed = experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, count_steps), config, str(workdir))
   assert fed == list(range(16, 24))  # From the checkpoint on, not from the start.
   assert without_timing(resumed) == without_timing(uninterrupted)
   chex.assert_trees_all_equal(final_state(workdir), final_state(tmp_path / 'uninterrupted'))
@@ -302,7 +267,7 @@ def _nan_mask_at_step_8(source, epoch, start_step, batches):
 
 def test_skip_leaves_out_and_counts_the_nonfinite_step(tmp_path):
   config = _config(on_nonfinite='skip')
-  history = experiment.train_and_evaluate(_example_with(_nan_mask_at_step_8), config,
+  history = experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, _nan_mask_at_step_8), config,
                                           str(tmp_path))
   assert [record['train_skipped_steps'] for record in history] == [0, 1, 0, 0]
   assert all(np.isfinite(record['train_loss']) for record in history)
@@ -324,7 +289,7 @@ def test_skip_leaves_out_and_counts_the_nonfinite_step(tmp_path):
 def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   config = _config(checkpoint_every_steps=6)  # on_nonfinite='stop'.
   with pytest.raises(loop.NonFiniteError) as error:
-    experiment.train_and_evaluate(_example_with(_nan_mask_at_step_8), config, str(tmp_path))
+    experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, _nan_mask_at_step_8), config, str(tmp_path))
   message = str(error.value)
   assert '\n' not in message
   assert message.startswith('training stopped at step 8: the loss'), message

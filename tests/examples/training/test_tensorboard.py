@@ -5,7 +5,6 @@ import importlib.metadata
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -19,20 +18,10 @@ from examples.training import loop
 from examples.training import metrics_log
 from examples.training import resume
 from examples.training import tensorboard_log
+from tests.examples.saved import tensorboard_events
 from tests.examples.training import tiny
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-
-def _events(path: str) -> list[event_pb2.Event]:
-  """The events of one file: TFRecord framing (length, its CRC, data, its CRC)."""
-  events = []
-  with open(path, 'rb') as f:
-    while header := f.read(12):
-      (length,) = struct.unpack('<Q', header[:8])
-      events.append(event_pb2.Event.FromString(f.read(length)))
-      f.read(4)
-  return events
 
 
 def _shown(workdir) -> tuple[dict[str, dict[int, float]], dict[str, str]]:
@@ -44,7 +33,7 @@ def _shown(workdir) -> tuple[dict[str, dict[int, float]], dict[str, str]]:
   """
   scalars, texts = {}, {}
   for path in sorted(glob.glob(f'{workdir}/events.out.tfevents.*')):
-    for event in _events(path):
+    for event in tensorboard_events(path):
       if event.session_log.status == event_pb2.SessionLog.START:
         scalars = {tag: {s: v for s, v in values.items() if s < event.step}
                    for tag, values in scalars.items()}
