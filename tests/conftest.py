@@ -16,7 +16,9 @@ chex.set_n_cpu_devices(8)
 _FAST_COMPILE_DIRS = tuple(pathlib.Path(__file__).parent / name
                            for name in ('examples', 'benchmarks'))
 _COMPILE_BOUND_DIRS = (*_FAST_COMPILE_DIRS, pathlib.Path(__file__).parent / 'notebooks')
-OLDER_FUSION_EMITTERS = '--xla_cpu_use_fusion_emitters=false'
+# Also one LLVM module per program: splitting it for parallel code generation costs more than
+# it gains on a CPU that the test workers keep busy.
+FAST_COMPILE_FLAGS = '--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1'
 
 
 def pytest_configure(config):
@@ -32,7 +34,7 @@ def pytest_configure(config):
   paths = [pathlib.Path(str(arg).split('::')[0]).resolve() for arg in config.args]
   if paths and all(any(path.is_relative_to(directory) for directory in _COMPILE_BOUND_DIRS)
                    for path in paths):
-    os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {OLDER_FUSION_EMITTERS}'
+    os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {FAST_COMPILE_FLAGS}'
 
 
 @contextlib.contextmanager

@@ -9,10 +9,12 @@ notebook-level Colab metadata) before committing::
   jupyter nbconvert --clear-output --ClearMetadataPreprocessor.enabled=True \
       --ClearMetadataPreprocessor.clear_notebook_metadata=False --inplace notebooks/*.ipynb
 
-Each notebook runs with its own form defaults, which are sized for a CPU, in a
-fresh kernel started in ``notebooks/`` as Jupyter would start it. The kernel sees
-one CPU device, as a user's machine does, not the 8 simulated devices of the
-test session, and its temporary work directories go to the test's ``tmp_path``.
+Each notebook runs in a fresh kernel started in ``notebooks/`` as Jupyter would
+start it, with its own form defaults except for the few in ``TEST_PARAMETERS``
+(fewer epochs, steps or images), which a cell inserted right after the form sets,
+as papermill injects parameters. The kernel sees one CPU device, as a user's
+machine does, not the 8 simulated devices of the test session, and its temporary
+work directories go to the test's ``tmp_path``.
 """
 
 import os
@@ -33,6 +35,17 @@ COLAB_EXTRAS = {
     '02_gradient_statistics': '[examples,tfds]',
     '03_segmentation': '[examples,tfds]',
 }
+FAST_COMPILE_FLAGS = ('--xla_cpu_use_fusion_emitters=false',
+                      '--xla_cpu_parallel_codegen_split_count=1')
+TEST_PARAMETERS = {
+    # The defaults train for about a minute on a CPU (01: 15 epochs, 02: 60 steps, 03: 8 epochs
+    # on 256 images), which the notebooks' text describes. The test runs every cell on the
+    # same models and data with less training, still several epochs or steps for the curves
+    # and 03's learning-rate decay (epoch 4 of 4): nothing but the numbers changes.
+    '01_quickstart': {'EPOCHS': 2},
+    '02_gradient_statistics': {'STEPS': 5},
+    '03_segmentation': {'EPOCHS': 4, 'TRAIN_IMAGES': 64, 'TEST_IMAGES': 16},
+}
 COLAB_BADGE = re.compile(
     r'https://colab\.research\.google\.com/github/znorm-optax/znorm_optax/blob/main/'
     r'notebooks/(?P<name>[\w.-]+\.ipynb)'
@@ -42,13 +55,37 @@ COLAB_BADGE = re.compile(
 def _kernel_env(tmp_path: pathlib.Path) -> dict[str, str]:
   """The test session's environment without its simulated-device flag, temp files in tmp_path.
 
-  XLA compiles with its optimizations mostly off (LLVM at -O0): what the notebooks run is
-  small, so they finish sooner that way; nothing they show depends on it.
+  XLA compiles with its optimizations mostly off (LLVM at -O0), with XLA:CPU's older fusion
+  emitters, which compile in about half the time, and with each program's LLVM module in one
+  part (XLA:CPU splits it for parallel code generation, which costs more than it gains on a
+  busy CPU): what the notebooks run is small and compile-bound, so they finish sooner that
+  way (a third of a notebook's CPU time); nothing they show depends on it.
   """
   env = dict(os.environ, TMPDIR=str(tmp_path), JAX_DISABLE_MOST_OPTIMIZATIONS='1')
   flags = re.sub(r'--xla_force_host_platform_device_count=\d+', '', env.get('XLA_FLAGS', ''))
-  env['XLA_FLAGS'] = flags.strip()
+  flags = flags.split()
+  env['XLA_FLAGS'] = ' '.join([*flags, *(flag for flag in FAST_COMPILE_FLAGS if flag not in flags)])
   return env
+
+
+def _parameters_cell(notebook) -> int:
+  """The index of the notebook's form: the first code cell with Colab ``# @param`` fields."""
+  return next(index for index, cell in enumerate(notebook.cells)
+              if cell.cell_type == 'code' and '# @param' in cell.source)
+
+
+def _with_test_parameters(notebook, name: str):
+  """``notebook`` with a cell after its form that sets ``TEST_PARAMETERS[name]``.
+
+  Every name set must be a field of the form, so that the test keeps following the notebook.
+  """
+  form = _parameters_cell(notebook)
+  fields = re.findall(r'^([A-Z_]+) = .*# @param', notebook.cells[form].source, re.MULTILINE)
+  parameters = TEST_PARAMETERS[name]
+  assert set(parameters) <= set(fields), (name, set(parameters) - set(fields))
+  source = '\n'.join(f'{field} = {value!r}' for field, value in parameters.items())
+  notebook.cells.insert(form + 1, nbformat.v4.new_code_cell(source))
+  return notebook
 
 
 def test_notebooks_exist():
@@ -87,10 +124,18 @@ def test_opens_in_colab(path):
   assert f'%pip install --quiet "{{REPO_DIR}}{COLAB_EXTRAS[path.stem]}"' in setup
 
 
+@pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda path: path.stem)
+def test_test_parameters_are_fields_of_the_form(path):
+  notebook = _with_test_parameters(nbformat.read(path, as_version=4), path.stem)
+  form = _parameters_cell(notebook)
+  assert notebook.cells[form + 1].source.splitlines() == [
+      f'{field} = {value!r}' for field, value in TEST_PARAMETERS[path.stem].items()]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda path: path.stem)
 def test_runs_top_to_bottom(path, tmp_path):
-  notebook = nbformat.read(path, as_version=4)
+  notebook = _with_test_parameters(nbformat.read(path, as_version=4), path.stem)
   client = NotebookClient(
       notebook,
       timeout=CELL_TIMEOUT_S,

@@ -182,22 +182,18 @@ def test_bad_width_names_the_flag(width):
 
 # Smoke tests at tiny widths. They are compile-bound: the models run in milliseconds, but the
 # DenseNets' 121 and 169 layers (364 and 508 parameter leaves) take minutes to compile.
-# So every model is initialized once per run, each function below is compiled once per model
-# and input shape, the stepped models reuse the loss-and-gradient function already compiled
-# for the initial one, and the optimizers step the leaves of one shape together.
+# So every model is initialized once per run (eagerly), each function below is compiled once
+# per model and input shape, the stepped models reuse the loss-and-gradient function already
+# compiled for the initial one, and the optimizers step all leaves as one vector, or the
+# leaves of one shape together.
 
-INIT_COMPILER_OPTIONS = {'xla_backend_optimization_level': 0}
-"""XLA:CPU compiles the initializers without LLVM optimization.
+COMPILER_OPTIONS = {'xla_backend_optimization_level': 0, 'xla_cpu_use_fusion_emitters': False,
+                    'xla_cpu_parallel_codegen_split_count': 1}
+"""LLVM at -O0, XLA:CPU's older fusion emitters, and each program's LLVM module in one part.
 
-Their threefry random bits are what optimizing is slow for: DenseNet-121's initialization
-compiles in 13 s instead of 30, Xception's in 7 s instead of 25.
-"""
-
-COMPILER_OPTIONS = {**INIT_COMPILER_OPTIONS, 'xla_cpu_use_fusion_emitters': False}
-"""LLVM at -O0 and XLA:CPU's older fusion emitters, for the forward passes, gradients and steps.
-
-DenseNet-169's loss and gradient compile in 18 s instead of 41, its steps in 6 s instead of
-23. The initializers gain nothing from the older emitters.
+For the forward passes, gradients and steps. DenseNet-169's loss and gradient compile in 18 s
+instead of 41 with the first two; the third (XLA:CPU splits the module for parallel code
+generation otherwise) takes another 15% off: 17 s instead of 20 CPU seconds.
 """
 
 
@@ -205,26 +201,34 @@ DenseNet-169's loss and gradient compile in 18 s instead of 41, its steps in 6 s
 def _tiny(name, directory):
   """``(graphdef, state)`` of a tiny-width model for the digits (1 channel, 10 classes).
 
-  Initialized in one compiled call, as ``nnx.jit`` would, and only once per run: the
-  forward-pass and training tests share it. xdist may run them in different workers, so the
-  state is saved in ``directory``, which the workers share; a worker that finds it there
-  only traces the model, for its structure (1 s instead of 15 for DenseNet-169).
+  Initialized only once per run: the forward-pass and training tests share it. xdist may run
+  them in different workers, so the state is saved in ``directory``, which the workers share;
+  a worker that finds it there only traces the model, for its structure (1 s instead of 15 for
+  DenseNet-169).
+
+  The model is built eagerly, as a script builds it: each initializer's random draw is then
+  compiled once per shape, and a worker keeps it for the next model (the two DenseNets share
+  most of their shapes). Compiling all of a model's initializers as one program, as
+  ``nnx.jit`` would, took longer. CPU seconds, eager against one program, the models in this
+  order in one process: DenseNet-121 12 against 13, then DenseNet-169 7.5 against 20,
+  Xception 4 against 6.5; with XLA:CPU's older fusion emitters for the whole process, 6
+  against 13, 4.5 against 23 and 3 against 6.
   """
   graphdefs = []
 
-  def init():
+  def init(rngs):
     graphdef, state = nnx.split(models.create_model(name, num_classes=10, in_channels=1,
-                                                    width=TINY_WIDTH[name], rngs=_rngs()))
+                                                    width=TINY_WIDTH[name], rngs=rngs))
     graphdefs.append(graphdef)
     return state
 
   path = directory / f'tiny_{name}.npz'
   if path.exists():
-    structure = jax.tree.structure(jax.eval_shape(init))
+    structure = jax.tree.structure(jax.eval_shape(lambda: init(_rngs())))
     with np.load(path) as saved:
       leaves = [jnp.asarray(saved[f'arr_{i}']) for i in range(len(saved.files))]
     return graphdefs[0], jax.tree.unflatten(structure, leaves)
-  state = jax.jit(init, compiler_options=INIT_COMPILER_OPTIONS)()
+  state = init(nnx.Rngs(0))
   # Written whole, then renamed: no worker reads a partial file.
   partial = directory / f'tiny_{name}.{os.getpid()}.npz'
   np.savez(partial, *jax.tree.leaves(state))
@@ -260,39 +264,69 @@ def _one_step(method, params, grads):
   return optax.apply_updates(params, updates)
 
 
-def _one_step_per_method(params, grads):
-  """Method -> ``params`` after one step of it, with the leaves of one shape stepped together.
+WHOLE_VECTOR_METHODS = ('adam', 'clip', 'clip_norm', 'wd1e-3', 'wd1e-4')
+"""Methods whose step on all the parameters, concatenated into one vector, is their step on the tree.
 
-  Every method acts leaf by leaf (test_steps_by_shape_match_whole_tree_steps checks it), so
-  each shape's leaves are stacked on the host and stepped under ``vmap``: DenseNet-169's 508
-  leaves have 106 shapes, and its steps compile in 6 s instead of 37.
+Adam, AdamW and elementwise clipping act element by element, and the global norm that
+``clip_norm`` scales by is that vector's norm. The other methods (ZNorm, Gradient
+Centralization) take statistics per leaf. test_steps_by_shape_match_whole_tree_steps checks
+both kinds against whole-tree steps.
+"""
+
+
+def _one_step_per_method(params, grads):
+  """Method -> ``params`` after one step of it, from one compiled function for all methods.
+
+  The methods of ``WHOLE_VECTOR_METHODS`` step one vector of all the leaves. The others act
+  leaf by leaf, so each shape's leaves are stacked on the host and stepped under ``vmap``:
+  DenseNet-169's 508 leaves have 106 shapes. Stepping the leaves one by one compiled in 37 s
+  for six methods; stacks for all eight methods took 27 s to trace and compile (8 x 106
+  vmapped steps), the vector and stacks 11 s (5 + 3 x 106).
   """
   leaves, treedef = jax.tree.flatten(params)
-  grad_leaves = treedef.flatten_up_to(grads)
+  leaves = [np.asarray(leaf) for leaf in leaves]
+  grad_leaves = [np.asarray(leaf) for leaf in treedef.flatten_up_to(grads)]
+  assert len({leaf.dtype for leaf in leaves + grad_leaves}) == 1  # One vector holds them all.
   groups = {}
   for index, leaf in enumerate(leaves):
-    groups.setdefault((leaf.shape, leaf.dtype), []).append(index)
+    groups.setdefault(leaf.shape, []).append(index)
   groups = list(groups.values())
 
   def stacked(trees):
-    return [np.stack([np.asarray(trees[i]) for i in group]) for group in groups]
+    return [np.stack([trees[i] for i in group]) for group in groups]
 
+  def concatenated(trees):
+    return np.concatenate([np.ravel(leaf) for leaf in trees])
+
+  vectors, stacks = _steps(concatenated(leaves), concatenated(grad_leaves), stacked(leaves),
+                           stacked(grad_leaves))
+  ends = np.cumsum([leaf.size for leaf in leaves])
   stepped = {}
-  for method, stacks in _stacked_steps(stacked(leaves), stacked(grad_leaves)).items():
-    new_leaves = [None] * len(leaves)
-    for group, stack in zip(groups, stacks):
-      for index, leaf in zip(group, np.asarray(stack)):
-        new_leaves[index] = leaf
+  for method in methods.METHODS:
+    if method in vectors:
+      parts = np.split(np.asarray(vectors[method]), ends[:-1])
+      new_leaves = [part.reshape(leaf.shape) for part, leaf in zip(parts, leaves)]
+    else:
+      new_leaves = [None] * len(leaves)
+      for group, stack in zip(groups, stacks[method]):
+        for index, leaf in zip(group, np.asarray(stack)):
+          new_leaves[index] = leaf
     stepped[method] = treedef.unflatten(new_leaves)
   return stepped
 
 
 @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
-def _stacked_steps(params, grads):
-  """Method -> one step of it for each stack of same-shape leaves in ``params``, vmapped."""
-  return {method: [jax.vmap(functools.partial(_one_step, method))(p, g)
-                   for p, g in zip(params, grads)]
-          for method in methods.METHODS}
+def _steps(vector, grad_vector, stacks, grad_stacks):
+  """One step of every method: of ``vector`` (``WHOLE_VECTOR_METHODS``) or of each stack, vmapped.
+
+  Returns ``({method: stepped vector}, {method: [stepped stack, ...]})``.
+  """
+  vectors = {method: _one_step(method, vector, grad_vector)
+             for method in methods.METHODS if method in WHOLE_VECTOR_METHODS}
+  stacked = {method: [jax.vmap(functools.partial(_one_step, method))(p, g)
+                      for p, g in zip(stacks, grad_stacks)]
+             for method in methods.METHODS if method not in WHOLE_VECTOR_METHODS}
+  return vectors, stacked
 
 
 @pytest.fixture(scope='module')
@@ -338,6 +372,7 @@ def test_steps_by_shape_match_whole_tree_steps():
            for i, (key, shape) in enumerate(shapes.items())}
   stepped = _one_step_per_method(params, grads)
   assert stepped.keys() == methods.METHODS.keys()
+  assert set(WHOLE_VECTOR_METHODS) < methods.METHODS.keys()  # Both ways of stepping are checked.
   whole_tree_step = jax.jit(_one_step, static_argnums=0)
   for method in methods.METHODS:
     chex.assert_trees_all_close(stepped[method], whole_tree_step(method, params, grads),
@@ -346,7 +381,7 @@ def test_steps_by_shape_match_whole_tree_steps():
 
 @pytest.fixture
 def most_optimizations_disabled():
-  """XLA optimizes little while the test runs (LLVM at -O0, as `INIT_COMPILER_OPTIONS`).
+  """XLA optimizes little while the test runs (LLVM at -O0, as `COMPILER_OPTIONS`).
 
   For the training loop's functions, which the test cannot pass compiler options to; above
   all the eager initializers, whose threefry random bits take 1-4 s to compile per kernel shape
