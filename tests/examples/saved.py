@@ -64,3 +64,19 @@ def example_with_batches(example, change_batches):
   """
   return dataclasses.replace(
       example, load_data=lambda config: _ChangedBatches(example.load_data(config), change_batches))
+
+
+@contextlib.contextmanager
+def persistent_compilation_cache(directory):
+  """Compiled programs persist in ``directory``: runs that repeat a configuration load them."""
+  import jax  # pylint: disable=import-outside-toplevel
+  from jax.experimental.compilation_cache import compilation_cache  # pylint: disable=import-outside-toplevel
+
+  previous = jax.config.jax_compilation_cache_dir
+  jax.config.update('jax_compilation_cache_dir', str(directory))
+  compilation_cache.reset_cache()
+  try:
+    yield
+  finally:
+    jax.config.update('jax_compilation_cache_dir', previous)
+    compilation_cache.reset_cache()

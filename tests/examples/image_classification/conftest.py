@@ -2,22 +2,17 @@
 
 import os
 
-import jax
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
 
 from examples.image_classification.configs import tiny
+from tests.examples import saved
 
 
 @pytest.fixture(scope='session', autouse=True)
 def persistent_compilation_cache(tmp_path_factory):
   """Runs that repeat a configuration load its compiled steps instead of recompiling."""
-  previous = jax.config.jax_compilation_cache_dir
-  jax.config.update('jax_compilation_cache_dir', str(tmp_path_factory.mktemp('jax_cache')))
-  compilation_cache.reset_cache()
-  yield
-  jax.config.update('jax_compilation_cache_dir', previous)
-  compilation_cache.reset_cache()
+  with saved.persistent_compilation_cache(tmp_path_factory.mktemp('jax_cache')):
+    yield
 
 
 @pytest.fixture(scope='session')

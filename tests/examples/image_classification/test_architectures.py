@@ -184,8 +184,9 @@ def test_bad_width_names_the_flag(width):
 # DenseNets' 121 and 169 layers (364 and 508 parameter leaves) take minutes to compile.
 # So every model is initialized once per run (eagerly), each function below is compiled once
 # per model and input shape, the stepped models reuse the loss-and-gradient function already
-# compiled for the initial one, and the optimizers step all leaves as one vector, or the
-# leaves of one shape together.
+# compiled for the initial one, and the optimizers step all leaves as one vector (with the
+# gradient transforms that take statistics per leaf applied to the leaves of each shape
+# together).
 
 COMPILER_OPTIONS = {'xla_backend_optimization_level': 0, 'xla_cpu_use_fusion_emitters': False,
                     'xla_cpu_parallel_codegen_split_count': 1}
@@ -193,7 +194,7 @@ COMPILER_OPTIONS = {'xla_backend_optimization_level': 0, 'xla_cpu_use_fusion_emi
 
 For the forward passes, gradients and steps. DenseNet-169's loss and gradient compile in 18 s
 instead of 41 with the first two; the third (XLA:CPU splits the module for parallel code
-generation otherwise) takes another 15% off: 17 s instead of 20 CPU seconds.
+generation otherwise) takes another 15% off: 17-18 s instead of 20-22 CPU seconds.
 """
 
 
@@ -264,24 +265,26 @@ def _one_step(method, params, grads):
   return optax.apply_updates(params, updates)
 
 
-WHOLE_VECTOR_METHODS = ('adam', 'clip', 'clip_norm', 'wd1e-3', 'wd1e-4')
-"""Methods whose step on all the parameters, concatenated into one vector, is their step on the tree.
+PER_LEAF_TRANSFORMS = ('znorm', 'znorm_pooled', 'gc')
+"""The methods whose gradient transform takes statistics per leaf (ZNorm, Gradient Centralization).
 
-Adam, AdamW and elementwise clipping act element by element, and the global norm that
-``clip_norm`` scales by is that vector's norm. The other methods (ZNorm, Gradient
-Centralization) take statistics per leaf. test_steps_by_shape_match_whole_tree_steps checks
-both kinds against whole-tree steps.
+The others' transforms act on all the leaves concatenated into one vector as on the tree:
+none (Adam, AdamW), elementwise clipping, and global-norm clipping, whose norm is the
+vector's. Adam and AdamW, which follow every transform, act element by element.
 """
 
 
 def _one_step_per_method(params, grads):
   """Method -> ``params`` after one step of it, from one compiled function for all methods.
 
-  The methods of ``WHOLE_VECTOR_METHODS`` step one vector of all the leaves. The others act
-  leaf by leaf, so each shape's leaves are stacked on the host and stepped under ``vmap``:
-  DenseNet-169's 508 leaves have 106 shapes. Stepping the leaves one by one compiled in 37 s
-  for six methods; stacks for all eight methods took 27 s to trace and compile (8 x 106
-  vmapped steps), the vector and stacks 11 s (5 + 3 x 106).
+  Each method is Adam (or AdamW) after a gradient transform (``methods.make_optimizer``
+  chains ``methods.gradient_transform`` and ``methods.METHODS[name].adam``), and
+  test_steps_by_shape_match_whole_tree_steps checks the steps below against whole-tree steps
+  of ``make_optimizer``. The leaves are stacked by shape on the host, and the stacks
+  concatenated into one vector. Adam and the transforms that need no leaf of their own step
+  that vector; those of ``PER_LEAF_TRANSFORMS`` act on each stack's leaves under ``vmap``.
+  DenseNet-169's 508 leaves have 106 shapes: whole-tree steps compiled in 37 s for six
+  methods, whole optimizers vmapped over the stacks in 27 s for the eight, this in 8 s.
   """
   leaves, treedef = jax.tree.flatten(params)
   leaves = [np.asarray(leaf) for leaf in leaves]
@@ -295,38 +298,42 @@ def _one_step_per_method(params, grads):
   def stacked(trees):
     return [np.stack([trees[i] for i in group]) for group in groups]
 
-  def concatenated(trees):
-    return np.concatenate([np.ravel(leaf) for leaf in trees])
-
-  vectors, stacks = _steps(concatenated(leaves), concatenated(grad_leaves), stacked(leaves),
-                           stacked(grad_leaves))
-  ends = np.cumsum([leaf.size for leaf in leaves])
+  stacks = stacked(leaves)
+  vectors = _steps(np.concatenate([stack.ravel() for stack in stacks]), stacked(grad_leaves))
+  ends = np.cumsum([stack.size for stack in stacks])
   stepped = {}
-  for method in methods.METHODS:
-    if method in vectors:
-      parts = np.split(np.asarray(vectors[method]), ends[:-1])
-      new_leaves = [part.reshape(leaf.shape) for part, leaf in zip(parts, leaves)]
-    else:
-      new_leaves = [None] * len(leaves)
-      for group, stack in zip(groups, stacks[method]):
-        for index, leaf in zip(group, np.asarray(stack)):
-          new_leaves[index] = leaf
+  for method, vector in vectors.items():
+    new_leaves = [None] * len(leaves)
+    for group, stack, part in zip(groups, stacks, np.split(np.asarray(vector), ends[:-1])):
+      for index, leaf in zip(group, part.reshape(stack.shape)):
+        new_leaves[index] = leaf
     stepped[method] = treedef.unflatten(new_leaves)
   return stepped
 
 
 @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
-def _steps(vector, grad_vector, stacks, grad_stacks):
-  """One step of every method: of ``vector`` (``WHOLE_VECTOR_METHODS``) or of each stack, vmapped.
+def _steps(vector, grad_stacks):
+  """Method -> ``vector`` (the stacks of leaves, concatenated) after one step of it.
 
-  Returns ``({method: stepped vector}, {method: [stepped stack, ...]})``.
+  The step is that of ``_one_step``: learning rate 1e-3, from a fresh optimizer state.
   """
-  vectors = {method: _one_step(method, vector, grad_vector)
-             for method in methods.METHODS if method in WHOLE_VECTOR_METHODS}
-  stacked = {method: [jax.vmap(functools.partial(_one_step, method))(p, g)
-                      for p, g in zip(stacks, grad_stacks)]
-             for method in methods.METHODS if method not in WHOLE_VECTOR_METHODS}
-  return vectors, stacked
+
+  def transformed(transform, gradient):
+    return transform.update(gradient, transform.init(gradient))[0]
+
+  grad_vector = jnp.concatenate([stack.ravel() for stack in grad_stacks])
+  stepped = {}
+  for method in methods.METHODS:
+    transform = methods.gradient_transform(method)
+    if method in PER_LEAF_TRANSFORMS:
+      each_leaf = jax.vmap(functools.partial(transformed, transform))
+      gradient = jnp.concatenate([each_leaf(stack).ravel() for stack in grad_stacks])
+    else:
+      gradient = transformed(transform, grad_vector)
+    adam = methods.METHODS[method].adam(1e-3)
+    updates, _ = adam.update(gradient, adam.init(vector), vector)
+    stepped[method] = optax.apply_updates(vector, updates)
+  return stepped
 
 
 @pytest.fixture(scope='module')
@@ -372,7 +379,7 @@ def test_steps_by_shape_match_whole_tree_steps():
            for i, (key, shape) in enumerate(shapes.items())}
   stepped = _one_step_per_method(params, grads)
   assert stepped.keys() == methods.METHODS.keys()
-  assert set(WHOLE_VECTOR_METHODS) < methods.METHODS.keys()  # Both ways of stepping are checked.
+  assert set(PER_LEAF_TRANSFORMS) < methods.METHODS.keys()  # Both kinds of transform are checked.
   whole_tree_step = jax.jit(_one_step, static_argnums=0)
   for method in methods.METHODS:
     chex.assert_trees_all_close(stepped[method], whole_tree_step(method, params, grads),

@@ -14,7 +14,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.experimental.compilation_cache import compilation_cache
 
 from examples.language_model import input_pipeline
 from examples.language_model import models
@@ -26,6 +25,7 @@ from examples.training import gradient_log
 from examples.training import loop
 from examples.training import metrics_log
 from examples.training import resume
+from tests.examples import saved
 from tests.examples.saved import example_with_batches
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
@@ -38,12 +38,8 @@ LAYERS = models.SIZES['tiny'].num_layers
 @pytest.fixture(scope='module', autouse=True)
 def persistent_compilation_cache(tmp_path_factory):
   """Runs of the shared configuration load their compiled steps instead of compiling again."""
-  previous = jax.config.jax_compilation_cache_dir
-  jax.config.update('jax_compilation_cache_dir', str(tmp_path_factory.mktemp('jax_cache')))
-  compilation_cache.reset_cache()
-  yield
-  jax.config.update('jax_compilation_cache_dir', previous)
-  compilation_cache.reset_cache()
+  with saved.persistent_compilation_cache(tmp_path_factory.mktemp('jax_cache')):
+    yield
 
 
 def _config(**overrides):
