@@ -82,7 +82,14 @@ class Moments(NamedTuple):
     Formed without `1 / std`, which may be subnormal; an infinite std (squares
     that overflowed) would otherwise zero the whole group.
     """
-    scaled_eps = eps if self.scale is None else eps / jax.lax.stop_gradient(self.scale)
+    if self.scale is None:
+      scaled_eps = eps
+    else:
+      # eps / scale underflows to zero next to a large scale (1e-10 / 2**99),
+      # which would make a constant group 0 * inf = NaN. No finer eps can
+      # matter there: a group's scaled std is zero or above about 1e-11.
+      smallest_eps = jnp.where(eps > 0, jnp.finfo(self.scaled_std.dtype).tiny, 0)
+      scaled_eps = jnp.maximum(eps / jax.lax.stop_gradient(self.scale), smallest_eps)
     # `std - std` is NaN where the std is infinite and 0 elsewhere: two
     # instructions per leaf where a select takes four.
     return 1 / (self.scaled_std + scaled_eps) + (self.scaled_std - self.scaled_std)

@@ -88,11 +88,13 @@ class ZnormNumericsTest(chex.TestCase):
     for dtype, value in values:
       grads[f'{value:g}_vector'] = jnp.full((7,), value, dtype)
       grads[f'{value:g}_kernel'] = jnp.full((3, 4), value, dtype)
-    for per_channel in (False, True):
-      updates = self.normalize(grads, per_channel=per_channel)
+    # eps=1e-20 takes the rescaled path: next to a scale of 2**99 (1e30), eps / scale
+    # underflows float32, and a constant leaf must still give 0, not 0 * inf.
+    for per_channel, eps in ((False, 1e-10), (True, 1e-10), (False, 1e-20), (True, 1e-20)):
+      updates = self.normalize(grads, per_channel=per_channel, eps=eps)
       chex.assert_trees_all_equal_shapes_and_dtypes(updates, grads)
       for name, leaf in updates.items():
-        np.testing.assert_array_equal(leaf, np.zeros(leaf.shape), err_msg=name)
+        np.testing.assert_array_equal(leaf, np.zeros(leaf.shape), err_msg=f'{name}, eps={eps}')
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_size_zero_and_one_leaves(self):

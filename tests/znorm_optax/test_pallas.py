@@ -85,6 +85,18 @@ def test_large_leaf_is_exact_to_1e_5(pallas):
   assert error <= 1e-5
 
 
+def test_constant_leaves_of_any_magnitude_map_to_exact_zeros(pallas):
+  # The kernels always rescale: eps / 2**99 underflows float32 next to a constant of 1e30,
+  # which gave 0 * inf = NaN (the H200 run's one failure, reproduced here in interpret mode).
+  values = (1e30, -3e35, BIGGEST, 1e-30, -7.3)
+  grads = {f'{value:g}_{size}': jnp.full((size,), value, jnp.float32)
+           for value in values for size in (12, 70000)}
+  for eps in (1e-10, 1e-20):
+    updates = _normalized(grads, eps=eps)
+    for name, leaf in updates.items():
+      np.testing.assert_array_equal(leaf, np.zeros(leaf.shape), err_msg=f'{name}, eps={eps}')
+
+
 def test_moments_of_extreme_and_tiny_leaves(pallas):
   rng = np.random.default_rng(2)
   cases = {
