@@ -268,12 +268,12 @@ def _explicit_spec(x) -> tuple | None:
   return spec
 
 
-def _kept_shape(x, axes):
+def kept_shape(x, axes):
   return tuple(1 if axis in axes else n for axis, n in enumerate(x.shape))
 
 
 def _empty_moments(x, axes) -> Moments:
-  shape = _kept_shape(x, axes) if _keepdims(x, axes) else ()
+  shape = kept_shape(x, axes) if _keepdims(x, axes) else ()
   nan = jnp.full(shape, jnp.nan, x.dtype)
   return Moments(None, nan, nan, nan)
 

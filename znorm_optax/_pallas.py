@@ -24,19 +24,27 @@ partials is a few kernels whatever the number of leaves. A step on a tree of
 hundreds of small leaves thus launches O(1) statistics kernels, and one more
 per large leaf.
 
-The kernels take float32 whole-leaf groups. Other leaves (other dtypes,
-``per_channel`` or ``stacked_axes`` groups, ``axis_name``, leaves sharded over
+The kernels take float32, bfloat16 and float16 leaves (upcast as they are
+read) whose statistic groups are runs of consecutive elements: whole leaves,
+and the rows of leading ``stacked_axes`` (each row, e.g. one layer of an
+``nnx.scan`` stack, is a group of its own). Other leaves (``per_channel``
+groups, stacked axes after a reduced one, ``axis_name``, leaves sharded over
 Explicit mesh axes) take the XLA path, leaf by leaf. Pallas calls have no
 derivative rules: a custom JVP differentiates the XLA path instead.
 
-Whether the kernels are used is decided by :func:`kernels`: the environment
-variable ``ZNORM_OPTAX_KERNELS`` (``xla``, ``auto`` or ``pallas``), else
-``_DEFAULT_KERNELS``. Under ``auto`` and ``pallas`` the platform a
-computation is lowered for picks the branch (``lax.platform_dependent``), so a
-CPU computation in a process whose default backend is a GPU still lowers.
+Whether the kernels are used is decided by :func:`selected`: the factories'
+``kernels`` option, else the environment variable ``ZNORM_OPTAX_KERNELS``
+(``xla``, ``auto`` or ``pallas``), else ``_DEFAULT_KERNELS``. Under ``auto``
+and ``pallas`` the platform a computation is lowered for picks the branch
+(``lax.platform_dependent``), so a CPU computation in a process whose default
+backend is a GPU still lowers, and an ahead-of-time lowering for ``cuda`` on a
+host without a GPU takes the kernels. Where this JAX cannot lower Pallas
+kernels for a GPU platform (checked once per process, on a tiny kernel), that
+platform takes the XLA path, with a logged warning.
 """
 
 import functools
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -45,12 +53,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.experimental import pallas as pl
-from jax.experimental.pallas import triton as pl_triton
 
 from znorm_optax import _moments
 
+try:  # The Triton backend is deprecated; a JAX without it takes the XLA path.
+  from jax.experimental import pallas as pl
+  from jax.experimental.pallas import triton as pl_triton
+except ImportError:  # pragma: no cover - depends on the installed JAX.
+  pl = pl_triton = None
+
 KERNELS_ENV = 'ZNORM_OPTAX_KERNELS'
+CHOICES = ('auto', 'xla', 'pallas')
+KERNEL_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 # 'xla': the XLA path everywhere. 'auto': Pallas on GPUs, XLA on CPUs and TPUs.
 # 'pallas': Pallas everywhere, in interpret mode off GPUs (for tests; slow).
 # The Pallas path has only been run in interpret mode on a CPU so far: set this
@@ -71,19 +85,59 @@ _MANTISSA_BITS = 23
 _MIN_EXPONENT, _MAX_EXPONENT = 1, 253
 
 
-def kernels() -> str:
-  """The selected path: 'xla', 'auto' or 'pallas' (see `_DEFAULT_KERNELS`)."""
+def check_choice(kernels: str | None, caller: str) -> None:
+  """Rejects a `kernels` option other than None, 'auto', 'xla' and 'pallas'."""
+  if kernels is not None and kernels not in CHOICES:
+    raise ValueError(f'{caller}: kernels must be one of auto, xla or pallas (or None for '
+                     f'${KERNELS_ENV}, else the default), got {kernels!r}.')
+
+
+def selected(kernels: str | None = None) -> str:
+  """The path: `kernels` if given, else ``$ZNORM_OPTAX_KERNELS``, else `_DEFAULT_KERNELS`."""
+  if kernels is not None:
+    return kernels
   choice = os.environ.get(KERNELS_ENV, _DEFAULT_KERNELS)
-  if choice not in ('xla', 'pallas', 'auto'):
+  if choice not in CHOICES:
     raise ValueError(
         f'{KERNELS_ENV} must be one of xla, pallas or auto, got {choice!r}.')
   return choice
 
 
 def supports(leaf: jax.Array, axes: Sequence[int], axis_name: Any) -> bool:
-  """Whether the kernels can take this leaf's statistics; the others take the XLA path."""
-  return (leaf.dtype == jnp.float32 and leaf.size > 0 and axis_name is None
-          and tuple(axes) == tuple(range(leaf.ndim)) and not _is_sharded_explicitly(leaf))
+  """Whether the kernels can take this leaf's statistics; the others take the XLA path.
+
+  Each statistic group must be a run of consecutive elements: the reduced axes
+  are the trailing ones (a whole leaf, or rows of leading stacked axes).
+  """
+  return (leaf.dtype in KERNEL_DTYPES and leaf.size > 0 and axis_name is None
+          and tuple(axes) == tuple(range(leaf.ndim - len(axes), leaf.ndim))
+          and not _is_sharded_explicitly(leaf))
+
+
+@functools.cache
+def lowers_for(platform: str) -> bool:
+  """Whether this JAX lowers the kernels for `platform`; probed once, on a tiny leaf.
+
+  A failure is logged and that platform takes the XLA path instead: a JAX that
+  has dropped or changed the Triton backend must not break the optimizer.
+  """
+  if pl_triton is None:
+    _log.warning('Pallas Triton kernels are not available in this JAX; ZNorm takes the XLA '
+                 'path on %s.', platform)
+    return False
+  try:
+    tiny = jax.ShapeDtypeStruct((1, 8), jnp.float32)
+    jax.jit(functools.partial(_rows_partials, interpret=False)).trace(tiny).lower(
+        lowering_platforms=(platform,))
+  except Exception as error:  # noqa: BLE001 - any failure to lower means: use XLA.
+    _log.warning('ZNorm\'s Pallas kernels do not lower for %s with JAX %s (%s: %s); taking '
+                 'the XLA path there.', platform, jax.__version__, type(error).__name__,
+                 str(error).splitlines()[0] if str(error) else '')
+    return False
+  return True
+
+
+_log = logging.getLogger(__name__)
 
 
 def _is_sharded_explicitly(x) -> bool:
@@ -99,62 +153,79 @@ def _is_sharded_explicitly(x) -> bool:
   return bool(explicit & used)
 
 
-def standardized(leaves: Sequence[jax.Array], eps: Any) -> list[jax.Array]:
-  """``(g - mean) / (std + eps)`` of each float32 leaf over all its elements.
+def standardized(leaves: Sequence[jax.Array], axes: Sequence[tuple[int, ...]], eps: Any,
+                 kernels: str) -> list[jax.Array]:
+  """``(g - mean) / (std + eps)`` of each leaf over its `axes`, which :func:`supports`.
 
   The platform the computation is lowered for picks the branch: the kernels on
-  GPUs; elsewhere the XLA path, or with ``kernels() == 'pallas'`` the kernels
-  in interpret mode.
+  GPUs (where they lower); elsewhere the XLA path, or with ``kernels ==
+  'pallas'`` the kernels in interpret mode.
   """
-  on_gpu = functools.partial(_standardized, False)
-  elsewhere = (functools.partial(_standardized, True) if kernels() == 'pallas'
-               else _xla_standardized)
+  axes = tuple(tuple(a) for a in axes)
+  xla = functools.partial(_xla_standardized, axes)
+  with_kernels = functools.partial(_standardized, False, axes)
+  # One function object for both GPU platforms, so that they share a branch.
+  on_gpu = {platform: with_kernels if lowers_for(platform) else xla
+            for platform in ('cuda', 'rocm')}
+  elsewhere = functools.partial(_standardized, True, axes) if kernels == 'pallas' else xla
   return jax.lax.platform_dependent(
-      jnp.asarray(eps, jnp.float32), list(leaves), cuda=on_gpu, rocm=on_gpu, default=elsewhere)
+      jnp.asarray(eps, jnp.float32), list(leaves), **on_gpu, default=elsewhere)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
-def _standardized(interpret, eps, leaves):
-  return _moments.standardize(leaves, leaf_moments(leaves, interpret), eps)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _standardized(interpret, axes, eps, leaves):
+  return _moments.standardize(leaves, leaf_moments(leaves, interpret, axes), eps)
 
 
 @_standardized.defjvp
-def _standardized_jvp(interpret, primals, tangents):
+def _standardized_jvp(interpret, axes, primals, tangents):
   del interpret
-  return jax.jvp(_xla_standardized, primals, tangents)
+  return jax.jvp(functools.partial(_xla_standardized, axes), primals, tangents)
 
 
-def _xla_standardized(eps, leaves):
-  moments = _moments.tree_moments(
-      leaves, [tuple(range(g.ndim)) for g in leaves], rescale=_moments.tiny_stds_matter(eps))
+def _xla_standardized(axes, eps, leaves):
+  moments = _moments.tree_moments(leaves, axes, rescale=_moments.tiny_stds_matter(eps))
   return _moments.standardize(leaves, moments, eps)
 
 
-def leaf_moments(leaves: Sequence[jax.Array], interpret: bool) -> list[_moments.Moments]:
-  """Moments of every element of each float32 leaf, read once by a Pallas kernel."""
-  packed = [i for i, g in enumerate(leaves) if g.size <= PACKED_LEAF_SIZE]
-  large = [i for i, g in enumerate(leaves) if g.size > PACKED_LEAF_SIZE]
+def leaf_moments(leaves: Sequence[jax.Array], interpret: bool,
+                 axes: Sequence[tuple[int, ...]] | None = None) -> list[_moments.Moments]:
+  """Moments of each leaf's groups (whole leaves by default), read once by a Pallas kernel.
+
+  Each leaf is a matrix with a row per group: its kept (leading) axes index
+  the rows, its reduced (trailing) axes run along them.
+  """
+  if axes is None:
+    axes = [tuple(range(g.ndim)) for g in leaves]
+  rows = [g.reshape(-1, math.prod(g.shape[g.ndim - len(a):])) for g, a in zip(leaves, axes)]
+  first_group = np.cumsum([0] + [r.shape[0] for r in rows])
+  packed = [i for i, r in enumerate(rows) if r.shape[1] <= PACKED_LEAF_SIZE]
+  large = [i for i, r in enumerate(rows) if r.shape[1] > PACKED_LEAF_SIZE]
   partials, counts, owners = [], [], []
   if packed:
-    sizes = [leaves[i].size for i in packed]
-    blocks = [math.ceil(size / PACKED_BLOCK) for size in sizes]
-    buffer = jnp.concatenate([
-        jnp.pad(leaves[i].reshape(-1), (0, b * PACKED_BLOCK - size))
-        for i, size, b in zip(packed, sizes, blocks)])
-    block_counts = np.concatenate([_block_counts(size, PACKED_BLOCK) for size in sizes])
-    partials.append(_packed_partials(buffer, block_counts, interpret))
+    pieces, block_counts = [], []
+    for i in packed:
+      num_rows, size = rows[i].shape
+      blocks = math.ceil(size / PACKED_BLOCK)
+      pieces.append(jnp.pad(rows[i].astype(jnp.float32),
+                            ((0, 0), (0, blocks * PACKED_BLOCK - size))).reshape(-1))
+      block_counts.append(np.tile(_block_counts(size, PACKED_BLOCK), num_rows))
+      owners.append(np.repeat(np.arange(first_group[i], first_group[i + 1]), blocks))
+    block_counts = np.concatenate(block_counts)
+    partials.append(_packed_partials(jnp.concatenate(pieces), block_counts, interpret))
     counts.append(block_counts)
-    owners += [np.full(b, i) for i, b in zip(packed, blocks)]
   for i in large:
-    size = leaves[i].size
-    partials.append(_leaf_partials(leaves[i].reshape(-1), interpret))
-    counts.append(_block_counts(size, BLOCK))
-    owners.append(np.full(math.ceil(size / BLOCK), i))
+    num_rows, size = rows[i].shape
+    partials.append(_rows_partials(rows[i], interpret))
+    counts.append(np.tile(_block_counts(size, BLOCK), num_rows))
+    owners.append(np.repeat(np.arange(first_group[i], first_group[i + 1]),
+                            math.ceil(size / BLOCK)))
   fields = [jnp.concatenate(column) for column in zip(*partials)]
-  per_leaf = _merge(fields, np.concatenate(counts), np.concatenate(owners), len(leaves))
+  per_group = _merge(fields, np.concatenate(counts), np.concatenate(owners), first_group[-1])
   return [
-      _moments.Moments(*(field[i].reshape((1,) * g.ndim) for field in per_leaf))
-      for i, g in enumerate(leaves)
+      _moments.Moments(*(field[first_group[i]:first_group[i + 1]].reshape(
+          _moments.kept_shape(g, a)) for field in per_group))
+      for i, (g, a) in enumerate(zip(leaves, axes))
   ]
 
 
@@ -167,19 +238,20 @@ def _block_counts(size: int, block: int) -> np.ndarray:
 def _partials_kernel(*refs, block: int, size: int | None):
   """One block's scale, shift, residual and m2 (see the module docstring).
 
-  The block's valid elements come first: `size` elements of the leaf in all,
-  or, where `size` is None, as many as the block's entry in a counts input.
+  The block's valid elements come first: `size` elements of its row in all
+  (the grid's last axis walks the row's blocks), or, where `size` is None, as
+  many as the block's entry in a counts input.
   """
   if size is None:
     count_ref, x_ref, *out_refs = refs
     count = count_ref[...]
   else:
     x_ref, *out_refs = refs
-    count = jnp.minimum(block, size - pl.program_id(0) * block)
+    count = jnp.minimum(block, size - pl.program_id(1) * block)
   scale_ref, shift_ref, residual_ref, m2_ref = out_refs
   valid = jnp.arange(block) < count
-  # Masked: the last block of a leaf reaches past its end.
-  x = pl_triton.load(x_ref, mask=valid, other=0.0)
+  # Masked: the last block of a row reaches past its end. Upcast as read.
+  x = pl_triton.load(x_ref, mask=valid, other=0.0).astype(jnp.float32)
   largest = jnp.max(jnp.abs(x))
   exponent = jax.lax.shift_right_logical(
       jax.lax.bitcast_convert_type(largest, jnp.int32), _MANTISSA_BITS)
@@ -205,12 +277,17 @@ def _power_of_two(biased_exponent):
       jax.lax.shift_left(biased_exponent, _MANTISSA_BITS), jnp.float32)
 
 
-def _partials_call(num_blocks, kernel, in_specs, interpret):
-  out_spec = pl.BlockSpec((None,), lambda i: (i,))
+def _partials_call(grid, kernel, in_specs, interpret):
+  """Four partials per program of `grid`, in row-major order of the grid."""
+  num_blocks = math.prod(grid)
+  if len(grid) == 1:
+    out_spec = pl.BlockSpec((None,), lambda i: (i,))
+  else:
+    out_spec = pl.BlockSpec((None,), lambda row, i: (row * grid[1] + i,))
   return pl.pallas_call(
       kernel,
       out_shape=[jax.ShapeDtypeStruct((num_blocks,), jnp.float32)] * 4,
-      grid=(num_blocks,),
+      grid=grid,
       in_specs=in_specs,
       out_specs=[out_spec] * 4,
       compiler_params=pl_triton.CompilerParams(num_warps=_NUM_WARPS),
@@ -219,18 +296,21 @@ def _partials_call(num_blocks, kernel, in_specs, interpret):
   )
 
 
-def _leaf_partials(flat: jax.Array, interpret: bool) -> list[jax.Array]:
-  num_blocks = math.ceil(flat.size / BLOCK)
-  kernel = functools.partial(_partials_kernel, block=BLOCK, size=flat.size)
-  in_specs = [pl.BlockSpec((BLOCK,), lambda i: (i,))]
-  return _partials_call(num_blocks, kernel, in_specs, interpret)(flat)
+def _rows_partials(rows: jax.Array, interpret: bool) -> list[jax.Array]:
+  """Partials of each BLOCK of each row of a matrix, row by row."""
+  num_rows, size = rows.shape
+  grid = (num_rows, math.ceil(size / BLOCK))
+  kernel = functools.partial(_partials_kernel, block=BLOCK, size=size)
+  in_specs = [pl.BlockSpec((None, BLOCK), lambda row, i: (row, i))]
+  return _partials_call(grid, kernel, in_specs, interpret)(rows)
 
 
 def _packed_partials(buffer, counts: np.ndarray, interpret: bool) -> list[jax.Array]:
   kernel = functools.partial(_partials_kernel, block=PACKED_BLOCK, size=None)
   in_specs = [pl.BlockSpec((None,), lambda i: (i,)),
               pl.BlockSpec((PACKED_BLOCK,), lambda i: (i,))]
-  return _partials_call(len(counts), kernel, in_specs, interpret)(jnp.asarray(counts), buffer)
+  return _partials_call((len(counts),), kernel, in_specs, interpret)(
+      jnp.asarray(counts), buffer)
 
 
 def _merge(fields, counts: np.ndarray, owners: np.ndarray, num_leaves: int):

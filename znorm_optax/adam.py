@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import optax
 
 from znorm_optax import _leaves
+from znorm_optax import _pallas
 from znorm_optax.normalization import znorm
 
 
@@ -21,6 +22,7 @@ def znorm_adam(
     mask: optax.MaskOrFn = None,
     stacked_axes: _leaves.StackedAxes = None,
     axis_name: _leaves.AxisName = None,
+    kernels: str | None = None,
 ) -> optax.GradientTransformation:
   """Adam whose gradients are Z-score normalized per leaf first (Algorithm 1).
 
@@ -43,6 +45,8 @@ def znorm_adam(
     stacked_axes: axes that index separate tensors; see :func:`znorm`.
     axis_name: the mapped axis over which devices hold slices of each leaf;
       see :func:`znorm`.
+    kernels: ``'auto'``, ``'xla'`` or ``'pallas'``: how ZNorm's statistics are
+      computed; see :func:`znorm`.
 
   Returns:
     A :class:`optax.GradientTransformation`.
@@ -68,11 +72,12 @@ def znorm_adam(
     <https://arxiv.org/abs/1412.6980>`_, 2014.
   """
   _leaves.check_eps(znorm_eps, 'znorm_eps', 'znorm_adam')  # Named as the caller knows it.
+  _pallas.check_choice(kernels, 'znorm_adam')
   _leaves.check_static_options(
       'znorm_adam', mask=mask, per_channel=per_channel, stacked_axes=stacked_axes)
   return optax.chain(
       znorm(znorm_eps, per_channel=per_channel, min_size=min_size, mask=mask,
-            stacked_axes=stacked_axes, axis_name=axis_name),
+            stacked_axes=stacked_axes, axis_name=axis_name, kernels=kernels),
       optax.scale_by_adam(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype),
       optax.scale_by_learning_rate(learning_rate),
   )

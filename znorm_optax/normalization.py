@@ -17,6 +17,7 @@ def znorm(
     mask: optax.MaskOrFn = None,
     stacked_axes: _leaves.StackedAxes = None,
     axis_name: _leaves.AxisName = None,
+    kernels: str | None = None,
 ) -> optax.GradientTransformation:
   r"""Normalizes each gradient leaf to zero mean and unit standard deviation.
 
@@ -67,6 +68,14 @@ def znorm(
       of them) over which each device holds a slice of every leaf. The
       statistics are reduced across it, so they are those of the whole leaf.
       The slices must split only axes that a statistic reduces over.
+    kernels: how the statistics are computed. ``'xla'``: XLA's reductions,
+      two reads of each leaf, on every platform. ``'auto'``: one read by Pallas
+      kernels where the computation is lowered for a GPU, XLA elsewhere (CPUs,
+      TPUs), decided when it is lowered. ``'pallas'``: the kernels everywhere,
+      in interpret mode off GPUs (slow; for tests). The kernels take float32,
+      bfloat16 and float16 leaves whose groups are whole leaves or rows of
+      leading ``stacked_axes``; other leaves take XLA's path. ``None`` (the
+      default) reads ``$ZNORM_OPTAX_KERNELS``, else uses ``'xla'``.
 
   Returns:
     A :class:`optax.GradientTransformation` with an empty state.
@@ -77,8 +86,8 @@ def znorm(
   mask or option that arrives so is rejected with an error that says this.
 
   Raises:
-    ValueError: if ``eps`` is negative or not finite, or ``min_size`` is
-      negative; from ``update``, if ``stacked_axes`` does not fit a leaf (the
+    ValueError: if ``eps`` is negative or not finite, ``min_size`` is
+      negative or ``kernels`` is not one of the above; from ``update``, if ``stacked_axes`` does not fit a leaf (the
       message names the leaf's path).
     TypeError: if an option has a type only ``optax.inject_hyperparams``
       would give it; from ``update``, if a leaf is not floating point (the
@@ -104,6 +113,7 @@ def znorm(
     <https://arxiv.org/abs/2408.01215>`_, 2024.
   """
   _leaves.check_eps(eps, 'eps', 'znorm')
+  _pallas.check_choice(kernels, 'znorm')
   _leaves.check_static_options(
       'znorm', mask=mask, per_channel=per_channel, stacked_axes=stacked_axes)
   static_min_size = _leaves.concrete_int(min_size)
@@ -125,7 +135,7 @@ def znorm(
         i for i, (g, size) in enumerate(zip(leaves, sizes))
         if g.size > 0 and (static_min_size is None or size >= static_min_size)
     ]
-    outputs = _standardized(leaves, axes, normalized, eps, axis_name)
+    outputs = _standardized(leaves, axes, normalized, eps, axis_name, kernels)
     for i in normalized:
       g = leaves[i]
       output = outputs[i].astype(g.dtype)
@@ -137,14 +147,16 @@ def znorm(
   return tx if mask is None else optax.masked(tx, mask)
 
 
-def _standardized(leaves, axes, indices, eps, axis_name) -> dict[int, jax.Array]:
+def _standardized(leaves, axes, indices, eps, axis_name, kernels) -> dict[int, jax.Array]:
   """Eq. 1 of each leaf in `indices`, by index: Pallas kernels where selected and supported."""
-  pallas = _pallas.kernels() != 'xla'
-  fast = [i for i in indices if pallas and _pallas.supports(leaves[i], axes[i], axis_name)]
+  kernels = _pallas.selected(kernels)
+  fast = [i for i in indices
+          if kernels != 'xla' and _pallas.supports(leaves[i], axes[i], axis_name)]
   rest = [i for i in indices if i not in fast]
   outputs = {}
   if fast:
-    outputs.update(zip(fast, _pallas.standardized([leaves[i] for i in fast], eps)))
+    outputs.update(zip(fast, _pallas.standardized(
+        [leaves[i] for i in fast], [axes[i] for i in fast], eps, kernels)))
   if rest:
     rest_leaves = [leaves[i] for i in rest]
     stats = _moments.tree_moments(

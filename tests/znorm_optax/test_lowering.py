@@ -53,3 +53,25 @@ def test_lowered_for_tpu_and_cpu_at_once_still_runs_here():
   exported = jax.export.export(jax.jit(lambda g: tx.update(g, None)[0]),
                                platforms=('tpu', 'cpu'))(grads)
   reference.assert_close(exported.call(grads)['w'], reference.znorm(grads['w']))
+
+
+@pytest.mark.parametrize('platform, kernels', [('cuda', 3), ('rocm', 3), ('tpu', 0)])
+def test_auto_takes_the_kernels_when_lowered_for_gpus_on_this_cpu_host(platform, kernels):
+  # Every kind of leaf the kernels take: bfloat16 and float16 (upcast as read), stacked
+  # rows, small leaves packed into one kernel, large ones a kernel each (a grid of rows
+  # by blocks). Per-channel groups take the XLA path.
+  grads = {'bf16': jax.ShapeDtypeStruct((300, 500), jnp.bfloat16),
+           'f16': jax.ShapeDtypeStruct((5,), jnp.float16),
+           'layers': jax.ShapeDtypeStruct((3, 70000), jnp.float32),
+           'small_layers': jax.ShapeDtypeStruct((12, 8, 8), jnp.bfloat16),
+           'per_channel': jax.ShapeDtypeStruct((3, 3, 8, 16), jnp.float32)}
+  stacked = {'bf16': None, 'f16': None, 'layers': 0, 'small_layers': 0, 'per_channel': None}
+  tx = znorm_optax.znorm(kernels='auto', stacked_axes=stacked)
+  text = jax.jit(lambda g: tx.update(g, None)[0]).trace(grads).lower(
+      lowering_platforms=(platform,)).as_text()
+  assert text.count('@__gpu$xla.gpu.triton') == kernels
+  assert 'optimization_barrier' not in text
+  per_channel = znorm_optax.znorm(kernels='auto', per_channel=True)
+  text = jax.jit(lambda g: per_channel.update(g, None)[0]).trace(
+      {'per_channel': grads['per_channel']}).lower(lowering_platforms=(platform,)).as_text()
+  assert 'triton' not in text

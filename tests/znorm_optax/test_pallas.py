@@ -133,24 +133,98 @@ def test_nan_and_inf_make_the_whole_leaf_nan(pallas, bad, size):
   assert np.all(np.isfinite(updates['good']))
 
 
-def test_unsupported_leaves_fall_back_to_xla(pallas):
-  # Other dtypes, per_channel and stacked_axes groups take the XLA path, leaf by leaf.
+def test_half_precision_leaves_and_stacked_rows_take_the_kernels(pallas):
   rng = np.random.default_rng(4)
-  grads = {'f32': _leaf(rng, (64, 8)), 'bf16': _leaf(rng, (64, 8)).astype(jnp.bfloat16),
-           'f16': _leaf(rng, (300,)).astype(jnp.float16)}
-  update = znorm_optax.znorm().update
-  assert _kernel_calls(update, grads, None) == 1
-  assert _kernel_calls(update, {k: grads[k] for k in ('bf16', 'f16')}, None) == 0
-  assert _kernel_calls(znorm_optax.znorm(per_channel=True).update, grads, None) == 0
-  assert _kernel_calls(znorm_optax.znorm(stacked_axes=0).update, grads, None) == 0
-  updates = _normalized(grads)
-  per_channel = _normalized(grads, per_channel=True)
-  stacked = _normalized(grads, stacked_axes=0)
+  grads = {'f32': _leaf(rng, (64, 8)),
+           'bf16': _leaf(rng, (64, 8), mean=-2.0).astype(jnp.bfloat16),
+           'f16': _leaf(rng, (300,), std=3.0).astype(jnp.float16),
+           'bf16_large': _leaf(rng, (70001,), mean=1e3, std=4.0).astype(jnp.bfloat16),
+           # Layers of a scan stack: small rows (packed) and rows above PACKED_LEAF_SIZE,
+           # each layer with its own mean and spread.
+           'stack': _leaf(rng, (4, 6, 5)) * jnp.arange(1.0, 5.0)[:, None, None] + 10.0,
+           'stack_large': jnp.concatenate([_leaf(rng, (1, 70000), mean=m, std=s)
+                                           for m, s in ((0.0, 1.0), (5.0, 1e-3), (-1e4, 2.0))]),
+           'stack_bf16': (_leaf(rng, (2, 3, 9)) + jnp.array([0.0, 7.0])[:, None, None]
+                          ).astype(jnp.bfloat16)}
+  update = znorm_optax.znorm(stacked_axes=lambda g: jax.tree.map(
+      lambda _: None, g) | {'stack': 0, 'stack_large': 0, 'stack_bf16': 0}).update
+  # One packed kernel; one per leaf with groups above PACKED_LEAF_SIZE.
+  assert _kernel_calls(update, grads, None) == 3
+  updates = jax.jit(update)(grads, None)[0]
+  chex.assert_trees_all_equal_shapes_and_dtypes(updates, grads)
   for name, g in grads.items():
-    reference.assert_close(updates[name], reference.znorm(g), err_msg=name)
-    reference.assert_close(per_channel[name], reference.znorm(g, per_channel=True), err_msg=name)
-    reference.assert_close(stacked[name], reference.per_slice(reference.znorm, g, (0,)),
+    expected = (reference.per_slice(reference.znorm, g, (0,)) if name.startswith('stack')
+                else reference.znorm(g))
+    # Half-precision outputs are rounded to their dtype: compare at its resolution.
+    tolerance = {jnp.dtype(jnp.bfloat16): 1e-2, jnp.dtype(jnp.float16): 2e-3}.get(g.dtype, 1e-5)
+    reference.assert_close(updates[name], expected, rtol=tolerance, atol=tolerance,
                            err_msg=name)
+  # The statistics themselves are float32-exact: checked on the moments.
+  moments = jax.jit(lambda xs: _pallas.leaf_moments(xs, True, [(0,), (1,)]))(
+      [grads['bf16_large'], grads['stack_large']])
+  bf16, stack = reference.to_float64(grads['bf16_large']), reference.to_float64(grads['stack_large'])
+  np.testing.assert_allclose(np.asarray(moments[0].mean, np.float64).ravel(), [bf16.mean()],
+                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(moments[0].std, np.float64).ravel(), [bf16.std()],
+                             rtol=1e-6)
+  mean_errors = np.abs(np.asarray(moments[1].mean, np.float64).ravel() - stack.mean(1))
+  assert np.all(mean_errors <= 1e-6 * np.abs(stack.mean(1)) + 1e-6 * stack.std(1)), mean_errors
+  np.testing.assert_allclose(np.asarray(moments[1].std, np.float64).ravel(), stack.std(1),
+                             rtol=1e-6)
+
+
+def test_other_groups_fall_back_to_xla(pallas):
+  # per_channel groups, and stacked axes after a reduced one, take the XLA path, leaf by leaf.
+  rng = np.random.default_rng(4)
+  grads = {'kernel': _leaf(rng, (64, 8), mean=0.5), 'stack': _leaf(rng, (3, 4, 5))}
+  assert _kernel_calls(znorm_optax.znorm(per_channel=True).update, grads, None) == 0
+  assert _kernel_calls(znorm_optax.znorm(stacked_axes=1).update, grads, None) == 0
+  # Per channel within each layer: (layer, row, column) groups by layer and column.
+  assert _kernel_calls(znorm_optax.znorm(stacked_axes=0, per_channel=True).update,
+                       {'stack': grads['stack']}, None) == 0
+  per_channel = _normalized(grads, per_channel=True)
+  stacked = _normalized(grads, stacked_axes=1)
+  for name, g in grads.items():
+    reference.assert_close(per_channel[name], reference.znorm(g, per_channel=True), err_msg=name)
+    reference.assert_close(stacked[name], reference.per_slice(reference.znorm, g, (1,)),
+                           err_msg=name)
+
+
+def test_kernels_option_overrides_the_environment(monkeypatch):
+  grads = {'w': _leaf(np.random.default_rng(8), (40, 5))}
+  monkeypatch.setenv(_pallas.KERNELS_ENV, 'pallas')
+  for kernels, calls, env in (('xla', 0, 'pallas'), ('pallas', 1, None)):
+    if env is None:
+      monkeypatch.delenv(_pallas.KERNELS_ENV)
+    assert _kernel_calls(znorm_optax.znorm(kernels=kernels).update, grads, None) == calls
+    tx = znorm_optax.znorm_adam(1e-3, kernels=kernels)
+    assert _kernel_calls(tx.update, grads, tx.init(grads), grads) == calls
+  reference.assert_close(_normalized(grads, kernels='pallas')['w'], reference.znorm(grads['w']))
+  for factory in (znorm_optax.znorm, lambda **kw: znorm_optax.znorm_adam(1e-3, **kw)):
+    with pytest.raises(ValueError, match=r"kernels must be one of auto, xla or pallas.*'triton'"):
+      factory(kernels='triton')
+
+
+def test_a_jax_that_cannot_lower_the_kernels_takes_the_xla_path(monkeypatch, caplog):
+  # Simulated: the probe's lowering of a tiny kernel fails as an older or newer JAX might.
+  def broken(*args, **kwargs):
+    raise NotImplementedError('no Triton lowering in this JAX')
+
+  def lowered_for_cuda():  # A fresh function each time: nothing cached from the last trace.
+    update = jax.jit(lambda g: znorm_optax.znorm(kernels='auto').update(g, None)[0])
+    return update.trace(grads).lower(lowering_platforms=('cuda',)).as_text()
+
+  grads = {'w': jax.ShapeDtypeStruct((300, 20), jnp.float32)}
+  assert 'triton' in lowered_for_cuda()
+  _pallas.lowers_for.cache_clear()
+  monkeypatch.setattr(_pallas, '_rows_partials', broken)
+  try:
+    with caplog.at_level('WARNING', logger=_pallas.__name__):
+      text = lowered_for_cuda()
+  finally:
+    _pallas.lowers_for.cache_clear()
+  assert 'triton' not in text and 'stablehlo.reduce' in text
+  assert 'do not lower for cuda' in caplog.text and 'no Triton lowering' in caplog.text
 
 
 def test_axis_name_and_explicit_sharding_fall_back_to_xla(pallas):
