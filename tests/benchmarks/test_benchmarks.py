@@ -8,12 +8,14 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import pytest
 from flax import nnx
 
 from benchmarks import compile_time
 from benchmarks import overhead
+from benchmarks import pallas_check
 from benchmarks import step_hlo
 from benchmarks import train_throughput
 from examples.image_classification import models
@@ -170,3 +172,13 @@ def test_compile_time_compiles_a_fresh_train_step_per_optimizer(capsys, monkeypa
   assert 'resnet20 (width 2), batch 2, 8x8 images' in out
   for label in ('adam', 'znorm_adam'):  # Adam, the baseline, is always measured.
     assert f'\n{label} ' in out
+
+
+def test_pallas_check_passes_in_interpret_mode(capsys):
+  # The GPU run's correctness part, here with the kernels in interpret mode and a small
+  # first leaf: every case, the H200 run's constant 1e30 and the stacked rows included.
+  assert pallas_check.check_correctness(1000)
+  out = capsys.readouterr().out
+  for case in pallas_check.correctness_cases(1000, np.random.default_rng(0)):
+    assert f'{case:34s}' in out, case
+  assert 'FAIL' not in out and 'constant 1e30' in out and 'stacked 3 x 100000' in out
