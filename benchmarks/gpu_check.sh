@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# Everything a GPU session checks, in one device call of about 7 minutes:
-#   -. the XLA statistics path forced, device time on the GPT-2 and ResNet-56 trees (overhead.py),
-#   0. the Pallas statistics path: correctness against float64 on this GPU, and device time of
-#      both paths with their peers on the GPT-2 and ResNet-56 trees (pallas_check.py),
-#   1. device-timed optimizer steps on the ResNet-50 tree (overhead.py --timing=device),
-#   2. optimized HLO of the steps, kernel counts and bytes moved (step_hlo.py), with XLA's own
-#      dump of the znorm_adam step, tarred,
-#   3. the library's tests on the GPU (the slow ones left out; test_pallas.py runs the kernels),
-#   4. ResNet-56 training throughput, batch 256, steps looped in-jit (train_throughput.py),
-#   5. the language model's training throughput with GPT-2 small's blocks, context 1024, batch 16,
+# Everything a GPU session checks, in one device call of at most 6 minutes (BUDGET_S, default
+# 360 s), most important first, so that a slow part can only cost the ones after it:
+#   1. pallas_check: the Pallas statistics path's correctness against float64 on this GPU,
+#   2. device time over optax.adam in the in-jit loop (pallas_check.py's timing), both paths:
+#      the GPT-2-small and ResNet-56 trees with every variant (the XLA path forced, issue
+#      "XLA path" line 3; the kernels, issue "GPU default" line 5; naive ZNorm and clipping),
+#      then the ResNet-50 tree and the GPT-2 tree in bfloat16 with the kernels and clipping,
+#   3. the library's tests on the GPU with the default selection (the slow ones left out),
+#   4. where one GPT-2-tree step's device time goes, kernel by kernel (kernel_profile.py),
+#   5. ResNet-56 training throughput, batch 256, steps looped in-jit (train_throughput.py),
+#   6. the language model's throughput with GPT-2 small's blocks, context 1024, batch 16,
 #      bfloat16, steps looped in-jit (lm_throughput.py).
-# Each part has its own time limit, so a slow one cannot starve the rest; all share one deadline
-# (BUDGET_S, default 450 s); each writes its output to $OUT (default ./gpu_out) as it goes.
-# Run from the repository root:
+# Each part has its own time limit, sized from the first H200 run (where compiling the
+# variants took most of each part), and each writes its output to $OUT (default ./gpu_out) as
+# it goes. Run from the repository root:
 #   bash benchmarks/gpu_check.sh
 # Needs jax, flax, optax, chex and pytest; nothing from the examples' data stack.
 set -u
@@ -24,8 +25,8 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 export TF_CPP_MIN_LOG_LEVEL=2
 
-# Parts share one deadline, so the whole script stays within BUDGET_S (default 450) seconds.
-DEADLINE=$((SECONDS + ${BUDGET_S:-450}))
+# Parts share one deadline, so the whole script stays within BUDGET_S (default 360) seconds.
+DEADLINE=$((SECONDS + ${BUDGET_S:-360}))
 
 # part name, time limit in seconds, command...: output to $OUT/<name>.txt, a status line to stdout.
 # A part out of time gets SIGTERM (no traceback, whose jaxprs run to megabytes), or $SIGNAL.
@@ -47,54 +48,51 @@ part() {
 }
 
 : >"$OUT/summary.txt"
-part environment 15 "$PYTHON" -c '
+part environment 10 "$PYTHON" -c '
 import jax, flax, optax, chex
 print("jax", jax.__version__, "flax", flax.__version__, "optax", optax.__version__,
       "chex", chex.__version__)
 print(jax.devices())
 jax.print_environment_info()'
 
-# Issue "XLA path", line 3: the XLA statistics path forced, device time over Adam on the GPT-2
-# and ResNet-56 trees (targets: GPT-2 <= 1.35, ResNet-56 <= clip_by_global_norm + Adam, both
-# below the naive tree.map), plus each step's compile time there.
-part xla_path 75 env ZNORM_OPTAX_KERNELS=xla "$PYTHON" benchmarks/overhead.py --timing=device \
-  --trees=transformer,resnet56 --rounds=5
+part pallas_check 40 "$PYTHON" benchmarks/pallas_check.py --timing_trees=
 
-# Then the Pallas path: its correctness decides whether _DEFAULT_KERNELS may become 'auto'.
-# It also times GPT-2 and ResNet-56 (both paths, Adam, naive ZNorm and clipping, interleaved).
-part pallas_check 100 "$PYTHON" benchmarks/pallas_check.py --rounds=5
-
-part overhead_device 45 "$PYTHON" benchmarks/overhead.py --timing=device --trees=resnet50 --rounds=5
-
-part step_hlo 30 "$PYTHON" benchmarks/step_hlo.py --out="$OUT/hlo" --trees=resnet56,transformer \
-  --optimizers='adam;znorm_adam;chain(znorm, adam);chain(naive znorm, adam)'
-part xla_dump 15 env XLA_FLAGS="--xla_dump_to=$OUT/hlo/xla_dump_znorm_adam" \
-  "$PYTHON" benchmarks/step_hlo.py --out="$OUT/hlo" --trees=resnet56 --optimizers=znorm_adam
-[ -d "$OUT/hlo" ] && tar -czf "$OUT/hlo.tar.gz" -C "$OUT" hlo && rm -rf "$OUT/hlo"
+# Targets over Adam (ratio column): XLA path GPT-2 <= 1.35, ResNet-56 <= clipping, both below
+# naive; kernels GPT-2 <= 1.20 (znorm_adam) and 1.25 (chain), ResNet-56 <= 1.25, ResNet-50
+# <= 1.20, GPT-2 in bfloat16 <= 1.25, each <= clipping.
+part device_gpt2 60 "$PYTHON" benchmarks/pallas_check.py --skip_correctness \
+  --timing_trees=transformer --rounds=5
+part device_resnet56 45 "$PYTHON" benchmarks/pallas_check.py --skip_correctness \
+  --timing_trees=resnet56 --rounds=5
+part device_more 50 "$PYTHON" benchmarks/pallas_check.py --skip_correctness \
+  --timing_trees=resnet50,transformer:bf16 --rounds=5 \
+  --variants='znorm_adam, Pallas;chain(znorm, adam), Pallas;chain(clip_by_global_norm, adam)'
 
 # The convergence test needs scikit-learn's digits, which the GPU image may lack.
 ignore=()
 "$PYTHON" -c 'import sklearn' 2>/dev/null || ignore=(--ignore=tests/znorm_optax/test_convergence.py)
 # SIGINT: pytest still prints what passed and failed.
-SIGNAL=INT part pytest 55 "$PYTHON" -m pytest tests/znorm_optax -q -x -m 'not slow' -p no:cacheprovider \
+SIGNAL=INT part pytest 50 "$PYTHON" -m pytest tests/znorm_optax -q -m 'not slow' -p no:cacheprovider \
   --durations=15 ${ignore[@]+"${ignore[@]}"}
 
-part train_throughput 55 "$PYTHON" benchmarks/train_throughput.py --batch_size=256 --rounds=6 \
+part kernel_profile 30 "$PYTHON" benchmarks/kernel_profile.py --tree=transformer --steps=10 \
+  --variants='chain(znorm, adam), XLA;chain(znorm, adam), Pallas;znorm_adam, Pallas;chain(clip_by_global_norm, adam)'
+
+part train_throughput 35 "$PYTHON" benchmarks/train_throughput.py --batch_size=256 --rounds=6 \
   --steps_per_round=40 --loop=device
 
-# Issue line 7: the GPT-2-small configuration's tokens/s, ZNorm (per layer of the scanned stack)
-# against Adam, bfloat16, steps looped in-jit (target: znorm / adam >= 0.97); global-norm
-# clipping + Adam as a peer. Sized to run in about 60-75 s (not yet measured on a GPU): three
-# compiles of the train step are most of it (on the CPU, 14-27 s each at these shapes); each
-# method's first call (compile + one round) is printed as it happens, the table at the end.
-part lm_throughput 90 "$PYTHON" benchmarks/lm_throughput.py --model=gpt2_small --context=1024 \
+# The GPT-2-small configuration's tokens/s, ZNorm (per layer of the scanned stack) against
+# Adam, bfloat16, steps looped in-jit (target: znorm / adam >= 0.97); two compiles of the
+# train step are most of it.
+part lm_throughput 40 "$PYTHON" benchmarks/lm_throughput.py --model=gpt2_small --context=1024 \
   --batch_size=16 --dtype=bfloat16 --rounds=3 --steps_per_round=20 --loop=device \
-  --methods=adam,znorm,clip_norm
+  --methods=adam,znorm
 
 echo
 echo "=== results (full outputs in $OUT)"
 cat "$OUT/summary.txt"
-for name in xla_path pallas_check overhead_device step_hlo train_throughput lm_throughput; do
+for name in pallas_check device_gpt2 device_resnet56 device_more kernel_profile train_throughput \
+    lm_throughput; do
   echo "--- $name"
   grep -v '^\s*$' "$OUT/$name.txt" | tail -n 40
 done

@@ -19,6 +19,8 @@ variant while it traces, so one process compares both paths:
 
     python benchmarks/pallas_check.py                      # both parts, GPT-2 and ResNet-56 trees
     python benchmarks/pallas_check.py --timing_trees=      # correctness only
+    python benchmarks/pallas_check.py --skip_correctness --timing_trees=resnet50,transformer:bf16 \
+        --variants='znorm_adam, Pallas;chain(clip_by_global_norm, adam)'
 """
 
 import argparse
@@ -157,10 +159,20 @@ VARIANTS = {
 """Label -> (ZNORM_OPTAX_KERNELS while tracing, optimizer of overhead.OPTIMIZERS)."""
 
 
-def time_tree(name, rounds, steps):
-  grads = overhead.TREES[name](jax.random.key(0))
+def tree_gradients(name):
+  """``overhead.TREES[name]``'s gradients; a ``:bf16`` suffix casts the tree to bfloat16."""
+  tree, _, dtype = name.partition(':')
+  grads = overhead.TREES[tree](jax.random.key(0))
+  if dtype:
+    grads = jax.tree.map(lambda g: g.astype(jnp.bfloat16), grads)
+  return grads
+
+
+def time_tree(name, rounds, steps, labels=tuple(VARIANTS)):
+  grads = tree_gradients(name)
   runs, launches = {}, {}
-  for label, (choice, optimizer) in VARIANTS.items():
+  for label in ('adam',) + tuple(label for label in labels if label != 'adam'):
+    choice, optimizer = VARIANTS[label]
     tx = overhead.OPTIMIZERS[optimizer]()
     with kernels(choice):
       loop = jax.jit(overhead.looped_fn(tx, steps, 'barrier'), donate_argnums=(0, 1))
@@ -200,26 +212,39 @@ def main():
   parser.add_argument('--size', type=int, default=50_000_000 if on_gpu else 2_000_000,
                       help='elements of the large correctness leaf')
   parser.add_argument('--timing_trees', default='transformer,resnet56' if on_gpu else '',
-                      help=f'comma-separated subset of: {", ".join(overhead.TREES)} (empty: none; '
-                           'off a GPU the kernels run in interpret mode, far too slow to time)')
+                      help=f'comma-separated subset of: {", ".join(overhead.TREES)}, each '
+                           'optionally with :bf16 (the tree in bfloat16) (empty: none; off a '
+                           'GPU the kernels run in interpret mode, far too slow to time)')
+  parser.add_argument('--variants', default=';'.join(VARIANTS),
+                      help='semicolon-separated subset of the timed optimizers (adam is always '
+                           f'in): {"; ".join(VARIANTS)}')
+  parser.add_argument('--skip_correctness', action='store_true',
+                      help='time only (a separate call checked correctness)')
   parser.add_argument('--rounds', type=int, default=7)
   parser.add_argument('--steps', type=int, default=None,
                       help='steps per round (default: overhead.py\'s, per tree and backend)')
   args = parser.parse_args()
   names = [n for n in args.timing_trees.split(',') if n]
   for name in names:
-    if name not in overhead.TREES:
+    tree, _, dtype = name.partition(':')
+    if tree not in overhead.TREES or dtype not in ('', 'bf16'):
       raise SystemExit(f'--timing_trees: unknown tree {name!r}; '
-                       f'choose from {", ".join(overhead.TREES)}')
+                       f'choose from {", ".join(overhead.TREES)}, each optionally with :bf16')
+  labels = [label for label in args.variants.split(';') if label]
+  for label in labels:
+    if label not in VARIANTS:
+      raise SystemExit(f'--variants: unknown {label!r}; choose from {"; ".join(VARIANTS)}')
 
   print(f'backend {jax.default_backend()}, device {jax.devices()[0].device_kind}, '
         f'JAX {jax.__version__}, optax {optax.__version__}'
         + ('' if on_gpu else '; kernels in interpret mode'))
-  passed = check_correctness(args.size)
-  print(f'correctness: {"PASSED" if passed else "FAILED"}')
+  passed = True
+  if not args.skip_correctness:
+    passed = check_correctness(args.size)
+    print(f'correctness: {"PASSED" if passed else "FAILED"}')
   for name in names:
-    steps = args.steps or overhead.STEPS_PER_ROUND[name][0 if not on_gpu else 1]
-    time_tree(name, args.rounds, steps)
+    steps = args.steps or overhead.STEPS_PER_ROUND[name.partition(':')[0]][0 if not on_gpu else 1]
+    time_tree(name, args.rounds, steps, labels)
   if not passed:
     raise SystemExit(1)
 

@@ -182,3 +182,19 @@ def test_pallas_check_passes_in_interpret_mode(capsys):
   for case in pallas_check.correctness_cases(1000, np.random.default_rng(0)):
     assert f'{case:34s}' in out, case
   assert 'FAIL' not in out and 'constant 1e30' in out and 'stacked 3 x 100000' in out
+
+
+def test_kernel_profile_reports_each_optimizer_s_kernels(monkeypatch, capsys):
+  from benchmarks import kernel_profile
+  monkeypatch.setattr(sys, 'argv', [
+      'kernel_profile.py', '--tree=resnet56', '--steps=2', '--top=2',
+      '--variants=chain(znorm, adam), XLA;chain(clip_by_global_norm, adam)'])
+  kernel_profile.main()
+  out = capsys.readouterr().out
+  rows = {line.split('  ')[0]: line.split() for line in out.splitlines()
+          if line.startswith(('adam ', 'chain(')) and 'largest kernels' not in line}
+  assert set(rows) == {'adam', 'chain(znorm, adam), XLA', 'chain(clip_by_global_norm, adam)'}
+  # us/step, ratio over Adam, launches per step; ZNorm adds its reductions to Adam's kernels.
+  assert float(rows['adam'][-6]) == 1.0
+  assert int(float(rows['chain(znorm, adam), XLA'][-5])) > int(float(rows['adam'][-5])) > 0
+  assert out.count('largest kernels') == 3
