@@ -75,7 +75,11 @@ def znorm(
       in interpret mode off GPUs (slow; for tests). The kernels take float32,
       bfloat16 and float16 leaves whose groups are whole leaves or rows of
       leading ``stacked_axes``; other leaves take XLA's path. ``None`` (the
-      default) reads ``$ZNORM_OPTAX_KERNELS``, else uses ``'xla'``.
+      default) reads ``$ZNORM_OPTAX_KERNELS``, else uses ``'xla'``. With the
+      kernels, :func:`jax.export` needs ``disabled_checks`` for their custom
+      call (``'__gpu$xla.gpu.triton'``, which JAX gives no compatibility
+      guarantee), and one export for a GPU and another platform at once needs
+      ``'xla'``: JAX lowers a GPU-only branch for every platform of the export.
 
   Returns:
     A :class:`optax.GradientTransformation` with an empty state.

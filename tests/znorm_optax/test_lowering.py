@@ -75,3 +75,21 @@ def test_auto_takes_the_kernels_when_lowered_for_gpus_on_this_cpu_host(platform,
   text = jax.jit(lambda g: per_channel.update(g, None)[0]).trace(
       {'per_channel': grads['per_channel']}).lower(lowering_platforms=(platform,)).as_text()
   assert 'triton' not in text
+
+
+def test_export_of_the_kernels_for_a_gpu_and_of_xla_for_gpu_and_cpu_at_once():
+  grads = {'w': jnp.arange(600.0).reshape(20, 30)}
+
+  def update(kernels):
+    tx = znorm_optax.znorm(kernels=kernels)
+    return jax.jit(lambda g: tx.update(g, None)[0])
+
+  # The Triton custom call has no compatibility guarantee: exported only when allowed.
+  triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
+  with pytest.raises(ValueError, match='compatibility guarantees'):
+    jax.export.export(update('auto'), platforms=('cuda',))(grads)
+  exported = jax.export.export(update('auto'), platforms=('cuda',), disabled_checks=[triton])
+  assert 'xla.gpu.triton' in exported(grads).mlir_module()
+  # A GPU and the CPU in one export: the XLA path, run here on the CPU.
+  exported = jax.export.export(update('xla'), platforms=('cuda', 'cpu'))(grads)
+  reference.assert_close(exported.call(grads)['w'], reference.znorm(grads['w']))
