@@ -22,7 +22,6 @@ import sys
 import tempfile
 
 import jax
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import overhead
@@ -130,7 +129,7 @@ def main():
     kernels, optimizer = pallas_check.VARIANTS[label]
     results[label] = profile(label, overhead.OPTIMIZERS[optimizer](), kernels, grads, args.steps)
   leaves = jax.tree.leaves(grads)
-  report(f'{args.tree} ({len(leaves)} leaves, {np.sum([x.size for x in leaves]) / 1e6:.1f}M '
+  report(f'{args.tree} ({len(leaves)} leaves, {sum(x.size for x in leaves) / 1e6:.1f}M '
          f'parameters, {args.steps} steps in one jit)', results, args.top)
 
 

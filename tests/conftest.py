@@ -34,7 +34,9 @@ def pytest_configure(config):
   paths = [pathlib.Path(str(arg).split('::')[0]).resolve() for arg in config.args]
   if paths and all(any(path.is_relative_to(directory) for directory in _COMPILE_BOUND_DIRS)
                    for path in paths):
-    os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {FAST_COMPILE_FLAGS}'
+    flags = os.environ.get('XLA_FLAGS', '')
+    if FAST_COMPILE_FLAGS not in flags:  # xdist workers inherit the controller's.
+      os.environ['XLA_FLAGS'] = f'{flags} {FAST_COMPILE_FLAGS}'
 
 
 @contextlib.contextmanager

@@ -314,29 +314,30 @@ def _packed_partials(buffer, counts: np.ndarray, interpret: bool) -> list[jax.Ar
       jnp.asarray(counts), buffer)
 
 
-def _merge(fields, counts: np.ndarray, owners: np.ndarray, num_leaves: int):
-  """Each leaf's scale, shift, offset and scaled std from its blocks' partials.
+def _merge(fields, counts: np.ndarray, owners: np.ndarray, num_groups: int):
+  """Each statistic group's scale, shift, offset and scaled std from its blocks' partials.
 
-  Leaves are merged in groups of similar block counts, each a matrix with a row
-  per leaf (padded to a power of two), so the work is a few kernels per group
-  and at most twice the number of blocks.
+  `owners` gives each block's group (a leaf, or a row of a stacked leaf). Groups
+  are merged in sets of similar block counts, each a matrix with a row per group
+  (padded to a power of two), so the work is a few kernels per set and at most
+  twice the number of blocks.
   """
-  # Partials arrive grouped by leaf, but not in leaf order (packed leaves come first).
+  # Partials arrive grouped by owner, but not in order (packed groups come first).
   order = np.argsort(owners, kind='stable')
-  lengths = np.bincount(owners, minlength=num_leaves)
+  lengths = np.bincount(owners, minlength=num_groups)
   starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
   widths = 1 << np.ceil(np.log2(lengths)).astype(np.int64)
-  groups, merged = [], []
+  sets, merged = [], []
   for width in np.unique(widths):
     rows = np.flatnonzero(widths == width)
     columns = np.arange(width)
     mask = columns < lengths[rows, None]
     index = order[np.where(mask, starts[rows, None] + columns, starts[rows, None])]
     merged.append(_merge_rows([f[index] for f in fields], np.where(mask, counts[index], 0), mask))
-    groups.append(rows)
-  # Back to leaf order: one gather per field.
-  leaf_order = np.argsort(np.concatenate(groups))
-  return [jnp.concatenate(column)[leaf_order] for column in zip(*merged)]
+    sets.append(rows)
+  # Back to group order: one gather per field.
+  group_order = np.argsort(np.concatenate(sets))
+  return [jnp.concatenate(column)[group_order] for column in zip(*merged)]
 
 
 def _merge_rows(fields, counts: np.ndarray, mask: np.ndarray):

@@ -14,6 +14,7 @@ import pytest
 from flax import nnx
 
 from benchmarks import compile_time
+from benchmarks import kernel_profile
 from benchmarks import overhead
 from benchmarks import pallas_check
 from benchmarks import step_hlo
@@ -185,7 +186,6 @@ def test_pallas_check_passes_in_interpret_mode(capsys):
 
 
 def test_kernel_profile_reports_each_optimizer_s_kernels(monkeypatch, capsys):
-  from benchmarks import kernel_profile
   monkeypatch.setattr(sys, 'argv', [
       'kernel_profile.py', '--tree=resnet56', '--steps=2', '--top=2',
       '--variants=chain(znorm, adam), XLA;chain(clip_by_global_norm, adam)'])

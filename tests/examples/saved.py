@@ -66,6 +66,22 @@ def example_with_batches(example, change_batches):
       example, load_data=lambda config: _ChangedBatches(example.load_data(config), change_batches))
 
 
+class Interrupted(Exception):
+  """Raised by :func:`interrupted_at` in place of the batch of a step: a run killed mid-way."""
+
+
+def interrupted_at(step):
+  """A ``change_batches`` for :func:`example_with_batches` that raises at global ``step`` (0-based)."""
+
+  def change_batches(source, epoch, start_step, batches):
+    for index, batch in enumerate(batches, start_step):
+      if epoch * source.steps_per_epoch + index == step:
+        raise Interrupted
+      yield batch
+
+  return change_batches
+
+
 @contextlib.contextmanager
 def persistent_compilation_cache(directory):
   """Compiled programs persist in ``directory``: runs that repeat a configuration load them."""

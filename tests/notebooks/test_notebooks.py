@@ -25,6 +25,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from tests.conftest import FAST_COMPILE_FLAGS
+
 NOTEBOOK_DIR = pathlib.Path(__file__).resolve().parents[2] / 'notebooks'
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob('*.ipynb'))
 CELL_TIMEOUT_S = 600
@@ -35,8 +37,6 @@ COLAB_EXTRAS = {
     '02_gradient_statistics': '[examples,tfds]',
     '03_segmentation': '[examples,tfds]',
 }
-FAST_COMPILE_FLAGS = ('--xla_cpu_use_fusion_emitters=false',
-                      '--xla_cpu_parallel_codegen_split_count=1')
 TEST_PARAMETERS = {
     # The defaults train for about a minute on a CPU (01: 15 epochs, 02: 60 steps, 03: 8 epochs
     # on 256 images), which the notebooks' text describes. The test runs every cell on the
@@ -64,7 +64,8 @@ def _kernel_env(tmp_path: pathlib.Path) -> dict[str, str]:
   env = dict(os.environ, TMPDIR=str(tmp_path), JAX_DISABLE_MOST_OPTIMIZATIONS='1')
   flags = re.sub(r'--xla_force_host_platform_device_count=\d+', '', env.get('XLA_FLAGS', ''))
   flags = flags.split()
-  env['XLA_FLAGS'] = ' '.join([*flags, *(flag for flag in FAST_COMPILE_FLAGS if flag not in flags)])
+  env['XLA_FLAGS'] = ' '.join(
+      [*flags, *(flag for flag in FAST_COMPILE_FLAGS.split() if flag not in flags)])
   return env
 
 
@@ -125,11 +126,20 @@ def test_opens_in_colab(path):
 
 
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=lambda path: path.stem)
-def test_test_parameters_are_fields_of_the_form(path):
-  notebook = _with_test_parameters(nbformat.read(path, as_version=4), path.stem)
+def test_test_parameters_are_fields_of_the_form_and_train_less(path):
+  notebook = nbformat.read(path, as_version=4)
+  source = notebook.cells[_parameters_cell(notebook)].source
+  defaults = {field: int(value) for field, value in
+              re.findall(r'^([A-Z_]+) = (\d+)\s*# @param', source, re.MULTILINE)}
+  for field, value in TEST_PARAMETERS[path.stem].items():
+    assert field in defaults, (path.stem, field)
+    assert 0 < value < defaults[field], (path.stem, field, value, defaults[field])
+  # The cell the test inserts right after the form sets them.
   form = _parameters_cell(notebook)
-  assert notebook.cells[form + 1].source.splitlines() == [
-      f'{field} = {value!r}' for field, value in TEST_PARAMETERS[path.stem].items()]
+  inserted = _with_test_parameters(notebook, path.stem).cells[form + 1].source
+  namespace = {}
+  exec(inserted, namespace)  # noqa: S102 - the test's own assignments.
+  assert {k: v for k, v in namespace.items() if k != '__builtins__'} == TEST_PARAMETERS[path.stem]
 
 
 @pytest.mark.slow

@@ -275,7 +275,8 @@ vector's. Adam and AdamW, which follow every transform, act element by element.
 
 
 def _one_step_per_method(params, grads):
-  """Method -> ``params`` after one step of it, from one compiled function for all methods.
+  """Method -> ``params`` after one step of it, and method -> the gradients its transform gave
+  Adam, from one compiled function for all methods.
 
   Each method is Adam (or AdamW) after a gradient transform (``methods.make_optimizer``
   chains ``methods.gradient_transform`` and ``methods.METHODS[name].adam``), and
@@ -299,21 +300,25 @@ def _one_step_per_method(params, grads):
     return [np.stack([trees[i] for i in group]) for group in groups]
 
   stacks = stacked(leaves)
-  vectors = _steps(np.concatenate([stack.ravel() for stack in stacks]), stacked(grad_leaves))
   ends = np.cumsum([stack.size for stack in stacks])
-  stepped = {}
-  for method, vector in vectors.items():
+
+  def unstacked(vector):
     new_leaves = [None] * len(leaves)
     for group, stack, part in zip(groups, stacks, np.split(np.asarray(vector), ends[:-1])):
       for index, leaf in zip(group, part.reshape(stack.shape)):
         new_leaves[index] = leaf
-    stepped[method] = treedef.unflatten(new_leaves)
-  return stepped
+    return treedef.unflatten(new_leaves)
+
+  stepped, transformed = _steps(np.concatenate([stack.ravel() for stack in stacks]),
+                                stacked(grad_leaves))
+  return ({method: unstacked(vector) for method, vector in stepped.items()},
+          {method: unstacked(vector) for method, vector in transformed.items()})
 
 
 @functools.partial(jax.jit, compiler_options=COMPILER_OPTIONS)
 def _steps(vector, grad_stacks):
-  """Method -> ``vector`` (the stacks of leaves, concatenated) after one step of it.
+  """Method -> ``vector`` (the stacks of leaves, concatenated) after one step of it, and
+  method -> the transformed gradient vector that step's Adam took.
 
   The step is that of ``_one_step``: learning rate 1e-3, from a fresh optimizer state.
   """
@@ -322,7 +327,7 @@ def _steps(vector, grad_stacks):
     return transform.update(gradient, transform.init(gradient))[0]
 
   grad_vector = jnp.concatenate([stack.ravel() for stack in grad_stacks])
-  stepped = {}
+  stepped, transformed_gradients = {}, {}
   for method in methods.METHODS:
     transform = methods.gradient_transform(method)
     if method in PER_LEAF_TRANSFORMS:
@@ -333,7 +338,8 @@ def _steps(vector, grad_stacks):
     adam = methods.METHODS[method].adam(1e-3)
     updates, _ = adam.update(gradient, adam.init(vector), vector)
     stepped[method] = optax.apply_updates(vector, updates)
-  return stepped
+    transformed_gradients[method] = gradient
+  return stepped, transformed_gradients
 
 
 @pytest.fixture(scope='module')
@@ -363,7 +369,7 @@ def test_one_training_step_per_method_lowers_the_loss_on_digits(name, digits_bat
   params, rest = nnx.split_state(state, nnx.Param, ...)
   loss, grads = _train_loss_and_grads(graphdef, params, rest, digits_batch)
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
-  for method, stepped in _one_step_per_method(params, grads).items():
+  for method, stepped in _one_step_per_method(params, grads)[0].items():
     # The same shapes as `params`: the compiled function is reused, not compiled again.
     new_loss, _ = _train_loss_and_grads(graphdef, stepped, rest, digits_batch)
     assert new_loss < loss, (method, float(new_loss), float(loss))
@@ -377,13 +383,19 @@ def test_steps_by_shape_match_whole_tree_steps():
   # Gradients with means and spreads that differ from leaf to leaf.
   grads = {key: (i + 1) * rng.standard_normal(shape, np.float32) + i
            for i, (key, shape) in enumerate(shapes.items())}
-  stepped = _one_step_per_method(params, grads)
+  stepped, transformed = _one_step_per_method(params, grads)
   assert stepped.keys() == methods.METHODS.keys()
   assert set(PER_LEAF_TRANSFORMS) < methods.METHODS.keys()  # Both kinds of transform are checked.
   whole_tree_step = jax.jit(_one_step, static_argnums=0)
   for method in methods.METHODS:
     chex.assert_trees_all_close(stepped[method], whole_tree_step(method, params, grads),
                                 rtol=1e-6, custom_message=method)
+    # Adam's first step is about -lr * sign(g), blind to how a transform scales each leaf
+    # (clipping by one global norm or leaf by leaf): compare what Adam was given too.
+    transform = methods.gradient_transform(method)
+    whole_tree = transform.update(grads, transform.init(grads))[0]
+    chex.assert_trees_all_close(transformed[method], whole_tree, rtol=1e-5, atol=1e-6,
+                                custom_message=method)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import chex
 import pytest
 
 from examples.training import metrics_log
+from tests.conftest import FAST_COMPILE_FLAGS
 from tests.examples.processes import REPO
 from tests.examples.processes import free_port
 from tests.examples.saved import final_state
@@ -28,7 +29,7 @@ def _start(workdir, *flags, devices_per_process: int):
   # XLA:CPU's older fusion emitters, and each program's LLVM module in one part (not split
   # for parallel code generation), halve what compiling remains: 4.5 s -> 2 s a process.
   env['XLA_FLAGS'] = (f'--xla_force_host_platform_device_count={devices_per_process} '
-                      '--xla_cpu_use_fusion_emitters=false --xla_cpu_parallel_codegen_split_count=1')
+                      f'{FAST_COMPILE_FLAGS}')
   env['JAX_DISABLE_MOST_OPTIMIZATIONS'] = '1'
   return subprocess.Popen(
       [sys.executable, '-m', 'examples.main',

@@ -8,8 +8,10 @@ import pytest
 from examples.image_classification import train
 from examples.study import experiment
 from examples.training import loop
+from tests.examples.saved import Interrupted
 from tests.examples.saved import example_with_batches
 from tests.examples.saved import final_state
+from tests.examples.saved import interrupted_at
 from tests.examples.saved import saved_steps
 from tests.examples.saved import without_timing
 
@@ -26,23 +28,14 @@ def test_digits_learns(config, method, tmp_path):
   assert history[-1]['train_loss'] < history[0]['train_loss']
 
 
-class _Interrupted(Exception):
-  pass
-
-
 def test_resume_matches_uninterrupted_run(config, tmp_path):
   config.checkpoint_every_steps = 10  # 22 steps per epoch: the resume starts mid-epoch 2.
   uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'uninterrupted'))
 
-  def stop_at_step_35(source, epoch, start_step, batches):
-    for step, batch in enumerate(batches, start_step):
-      if epoch * source.steps_per_epoch + step == 35:
-        raise _Interrupted
-      yield batch
-
   workdir = str(tmp_path / 'interrupted')
-  with pytest.raises(_Interrupted):
-    experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, stop_at_step_35), config, workdir)
+  with pytest.raises(Interrupted):
+    experiment.train_and_evaluate(
+        example_with_batches(train.EXAMPLE, interrupted_at(35)), config, workdir)
   assert saved_steps(workdir)[0] == 30
 
   with pytest.raises(ValueError, match='already holds checkpoints .* --config.resume=True'):

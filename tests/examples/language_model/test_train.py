@@ -25,9 +25,11 @@ from examples.training import gradient_log
 from examples.training import loop
 from examples.training import metrics_log
 from examples.training import resume
-from tests.examples import saved
+from tests.examples import saved  # Its persistent_compilation_cache, named as the fixture.
+from tests.examples.saved import Interrupted
 from tests.examples.saved import example_with_batches
 from tests.examples.saved import final_state
+from tests.examples.saved import interrupted_at
 from tests.examples.saved import saved_steps
 from tests.examples.saved import tensorboard_events
 from tests.examples.saved import without_timing
@@ -181,10 +183,6 @@ def test_znorm_pooled_does_not_give_each_layer_unit_std(tmp_path):
 # --- Checkpoints. ---
 
 
-class _Interrupted(Exception):
-  pass
-
-
 def _numpy_cross_entropy(logits, targets) -> float:
   """Mean next-byte cross-entropy in nats, in float64."""
   logits = np.asarray(logits, np.float64)
@@ -215,15 +213,10 @@ def test_checkpoints_hold_the_reported_model_and_resume_exactly(tmp_path):
   config = _config(checkpoint_every_steps=8)  # 6 steps per epoch: the resume starts mid-epoch 3.
   uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'uninterrupted'))
 
-  def stop_before_step_18(source, epoch, start_step, batches):
-    for step, batch in enumerate(batches, start_step):
-      if epoch * source.steps_per_epoch + step == 17:  # 0-based.
-        raise _Interrupted
-      yield batch
-
   workdir = tmp_path / 'interrupted'
-  with pytest.raises(_Interrupted):
-    experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, stop_before_step_18), config, str(workdir))
+  with pytest.raises(Interrupted):
+    experiment.train_and_evaluate(
+        example_with_batches(train.EXAMPLE, interrupted_at(17)), config, str(workdir))
   assert saved_steps(workdir)[0] == 16
   assert len(metrics_log.read(workdir / 'metrics.jsonl')) == 2
 
