@@ -1,6 +1,8 @@
 """Text as byte windows: the standard library's split by file, the budgets, batches, tfds (mocked)."""
 
+import os
 import random
+import subprocess
 import sys
 import sysconfig
 import zlib
@@ -15,6 +17,7 @@ from examples.language_model import input_pipeline
 from examples.language_model import train
 from examples.language_model.configs import tiny
 from examples.training import datasets
+from tests.examples.processes import REPO
 
 STDLIB = Path(sysconfig.get_paths()['stdlib'])
 SEPARATOR = b'\0'
@@ -73,6 +76,14 @@ def test_validation_is_one_file_in_ten_by_a_crc32_of_its_path():
   chosen = [input_pipeline.is_validation(path) for path in relative]
   # CRC-32 does not depend on PYTHONHASHSEED, unlike hash(): the split is the same everywhere.
   assert chosen == [zlib.crc32(path.encode()) % 10 == 0 for path in relative]
+  # The same in a process whose str hashes differ.
+  script = ('import sys; from examples.language_model import input_pipeline as p; '
+            'print(*(int(p.is_validation(line)) for line in sys.stdin.read().split()))')
+  other = subprocess.run(
+      [sys.executable, '-c', script],
+      input='\n'.join(relative), capture_output=True, text=True, check=True, cwd=REPO,
+      env={**os.environ, 'PYTHONHASHSEED': '12345'})
+  assert [bool(int(flag)) for flag in other.stdout.split()] == chosen
   assert 0.05 < np.mean(chosen) < 0.15
 
 
