@@ -22,7 +22,7 @@ _INJECT_HINT = (
 
 
 def checked_leaves(tree: Any, *, caller: str) -> tuple[list[str], list[jax.Array], Any]:
-  """Paths, leaves and treedef of `tree`, rejecting non-floating leaves by path.
+  """Paths, leaves and treedef of `tree`, rejecting leaves neither floating nor complex by path.
 
   `None` and `optax.MaskedNode` are empty pytree nodes, so they never appear
   among the leaves and pass through unflattening untouched.
@@ -31,20 +31,34 @@ def checked_leaves(tree: Any, *, caller: str) -> tuple[list[str], list[jax.Array
   paths = [jax.tree_util.keystr(path) or '<root>' for path, _ in paths_and_leaves]
   leaves = [jnp.asarray(leaf) for _, leaf in paths_and_leaves]
   for path, leaf in zip(paths, leaves):
-    if not jnp.issubdtype(leaf.dtype, jnp.floating):
+    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
       raise TypeError(
-          f'{caller} expects floating-point gradients, but the leaf at {path} has '
+          f'{caller} expects floating-point or complex gradients, but the leaf at {path} has '
           f'dtype {leaf.dtype}.'
       )
   return paths, leaves, treedef
 
 
+def real_eps(eps: Any) -> Any:
+  """`eps` as a real number.
+
+  optax.inject_hyperparams casts every float hyperparameter to the params'
+  dtype, so complex params turn eps into a complex number with no imaginary part.
+  """
+  return jnp.real(eps) if jnp.iscomplexobj(eps) else eps
+
+
 def check_eps(eps: Any, name: str, caller: str) -> None:
-  """Rejects a concrete eps that is negative, non-finite or not a scalar."""
+  """Rejects a concrete eps that is negative, non-finite, not a scalar or not real."""
   try:
-    value = np.asarray(eps, dtype=np.float64)
+    value = np.asarray(eps)
   except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
     return  # Traced, e.g. under inject_hyperparams inside jit: nothing to check.
+  if np.iscomplexobj(value) and not np.any(value.imag):
+    value = value.real  # Complex params under inject_hyperparams make it complex.
+  if np.iscomplexobj(value):
+    raise ValueError(f'{caller}: {name} must be real, got {eps!r}.')
+  value = value.astype(np.float64)
   if value.ndim != 0 or not math.isfinite(value) or value < 0:
     raise ValueError(f'{caller}: {name} must be a finite, non-negative scalar, got {eps!r}.')
 
@@ -58,9 +72,9 @@ def concrete_int(value: Any) -> int | None:
 
 
 def concrete_float(value: Any) -> float | None:
-  """`value` as a float, or None where it is traced."""
+  """`value` (real, or complex with no imaginary part) as a float, or None where it is traced."""
   try:
-    return float(value)
+    return float(real_eps(value))
   except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
     return None
 
@@ -107,7 +121,8 @@ def stacked_axes_per_leaf(
   """The non-negative stacked axes of every leaf of `tree`, in leaf order.
 
   An int or tuple applies to every leaf with enough dimensions; a pytree
-  prefix (or a callable of `tree` returning one) gives each subtree its own.
+  prefix (or a callable of `tree` returning one) gives each subtree its own,
+  matched by key path (see :func:`per_leaf_by_path`).
   """
   if callable(stacked_axes):
     stacked_axes = stacked_axes(tree)
@@ -115,18 +130,79 @@ def stacked_axes_per_leaf(
     specs = [stacked_axes] * len(leaves)
     lenient = True
   else:
-    try:
-      full = jax.tree.map(
-          lambda spec, subtree: jax.tree.map(lambda _: _Spec(spec), subtree),
-          stacked_axes, tree, is_leaf=_is_axes)
-    except ValueError as error:
-      raise ValueError(
-          f'{caller}: stacked_axes must be an int, a tuple of ints, or a pytree prefix of '
-          f'the gradients with such leaves: {error}') from None
-    specs = [s.axes for s in jax.tree.leaves(full, is_leaf=lambda x: isinstance(x, _Spec))]
+    specs = per_leaf_by_path(
+        stacked_axes, tree, is_leaf=_is_axes, what='stacked_axes', caller=caller)
     lenient = False
   return [_normalized_axes(spec, leaf.ndim, path, lenient, caller)
           for spec, leaf, path in zip(specs, leaves, paths)]
+
+
+def per_leaf_by_path(
+    prefix: Any, tree: Any, *, is_leaf: Callable[[Any], bool] | None, what: str, caller: str,
+) -> list[Any]:
+  """For every leaf of `tree`, in leaf order, the leaf of `prefix` at a prefix of its key path.
+
+  Keys are compared, not containers: a plain dict of specs for a model fits
+  its gradients as an `nnx.State`, a `FrozenDict` or a dict alike, and an
+  `nnx.Variable` counts as the array it holds. Entries of `prefix` that no
+  leaf reaches (a masked-out subtree) are ignored.
+
+  Raises:
+    ValueError: naming the first leaf of `tree` that no entry of `prefix` reaches.
+  """
+  entries, _ = jax.tree_util.tree_flatten_with_path(prefix, is_leaf=is_leaf)
+  by_keys = {_keys(path): value for path, value in entries}
+  values = []
+  for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    keys = _keys(path)
+    found = next((keys[:n] for n in range(len(keys), -1, -1) if keys[:n] in by_keys), None)
+    if found is None:
+      raise ValueError(
+          f'{caller}: {what} (a pytree prefix of the gradients, matched by key path) has no '
+          f'entry for the leaf at {jax.tree_util.keystr(path) or "<root>"}.')
+    values.append(by_keys[found])
+  return values
+
+
+def leaves_by_path(prefix: Any, tree: Any, *, what: str, caller: str) -> Any:
+  """`tree` with each leaf replaced by the leaf of `prefix` at a prefix of its key path.
+
+  Makes a mask given for a model fit its gradients whatever container holds
+  them, as :func:`per_leaf_by_path` does; a callable mask is applied to `tree`.
+  """
+  if callable(prefix):
+    prefix = prefix(tree)
+  values = per_leaf_by_path(prefix, tree, is_leaf=None, what=what, caller=caller)
+  return jax.tree.unflatten(jax.tree.structure(tree), values)
+
+
+def masked(
+    tx: optax.GradientTransformation, mask: optax.MaskOrFn, *, caller: str
+) -> optax.GradientTransformation:
+  """`optax.masked(tx, mask)`, with `mask` matched to the gradients by key path.
+
+  `tx` itself where `mask` is None. optax.masked would need the mask in the
+  gradients' own containers, which `nnx.Optimizer` hands over as an `nnx.State`.
+  """
+  if mask is None:
+    return tx
+  return optax.masked(
+      tx, lambda tree: leaves_by_path(mask, tree, what='mask', caller=caller))
+
+
+def _keys(path: Sequence[Any]) -> tuple[Any, ...]:
+  """A key path as plain keys; an `nnx.Variable`'s trailing `.value` is dropped."""
+  if path and isinstance(path[-1], jax.tree_util.GetAttrKey) and path[-1].name == 'value':
+    path = path[:-1]
+  return tuple(_key(entry) for entry in path)
+
+
+def _key(entry: Any) -> Any:
+  """The dict key, attribute name or index of one key path entry."""
+  for field in ('key', 'name', 'idx'):
+    if hasattr(entry, field):
+      return getattr(entry, field)
+  return str(entry)
 
 
 class _Spec:

@@ -22,6 +22,9 @@ one more read of each leaf: ZNorm rescales where ``eps`` is below
 ``RESCALE_BELOW_EPS`` or traced (:func:`tiny_stds_matter`), Gradient
 Centralization and :func:`gradient_statistics` always.
 
+Complex leaves get a complex mean and the real std
+``sqrt(mean(|x - mean|**2))``, the squares taken as ``re**2 + im**2``.
+
 The reductions work on sharded leaves under ``jax.jit`` (Auto and Explicit
 mesh axes) and, with ``axis_name``, across the slices that ``shard_map`` or
 ``pmap`` hands each device.
@@ -33,6 +36,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import PartitionSpec
 
 from znorm_optax import _leaves
@@ -43,7 +47,7 @@ RESCALE_BELOW_EPS = 1e-13
 
 
 def accumulation_dtype(dtype) -> jnp.dtype:
-  """At least float32, so that bf16/fp16 statistics are accumulated accurately."""
+  """At least float32 (complex64 for complex), so that bf16/fp16 statistics are accurate."""
   return jnp.promote_types(dtype, jnp.float32)
 
 
@@ -51,7 +55,8 @@ class Moments(NamedTuple):
   """Moments of every group of one leaf: scalars for a whole-leaf group, else shaped to broadcast.
 
   All fields but `scale` are in units of `scale`, a power of two per group, or
-  None where the leaf's values are used as they are.
+  None where the leaf's values are used as they are. For a complex leaf `shift`
+  and `offset` are complex, `scale` and `scaled_std` real.
   """
 
   scale: jax.Array | None
@@ -70,29 +75,32 @@ class Moments(NamedTuple):
   @property
   def root_mean_square(self) -> jax.Array:
     """`sqrt(mean**2 + std**2)`, infinite only where it exceeds the largest float."""
-    return _unscaled(jnp.hypot(self.shift + self.offset, self.scaled_std), self.scale)
+    return _unscaled(jnp.hypot(jnp.abs(self.shift + self.offset), self.scaled_std), self.scale)
 
   def scaled_deviation(self, x: jax.Array) -> jax.Array:
     """`(x - mean) / scale`, exactly zero for a constant group."""
     return (_scaled(x.astype(self.shift.dtype), self.scale) - self.shift) - self.offset
 
   def inverse_std(self, eps: Any) -> jax.Array:
-    """`scale / (std + eps)`, NaN where the std is not finite.
+    """`scale / (std + eps)`, NaN where the std is not finite, finite where it is zero.
 
     Formed without `1 / std`, which may be subnormal; an infinite std (squares
-    that overflowed) would otherwise zero the whole group.
+    that overflowed) would otherwise zero the whole group. A constant group's
+    deviations are exactly zero, and a finite inverse keeps them zero for any
+    eps, 0 included (eq. 1's 0 / 0 is NaN).
     """
-    if self.scale is None:
-      scaled_eps = eps
-    else:
-      # eps / scale underflows to zero next to a large scale (1e-10 / 2**99),
-      # which would make a constant group 0 * inf = NaN. No finer eps can
-      # matter there: a group's scaled std is zero or above about 1e-11.
-      smallest_eps = jnp.where(eps > 0, jnp.finfo(self.scaled_std.dtype).tiny, 0)
-      scaled_eps = jnp.maximum(eps / jax.lax.stop_gradient(self.scale), smallest_eps)
+    eps = _leaves.real_eps(eps)
+    scaled_eps = eps if self.scale is None else eps / jax.lax.stop_gradient(self.scale)
+    # The floor lifts only a zero divisor: that of a constant group where eps is
+    # 0, was rounded to 0 (inject_hyperparams casts eps to float16 params' dtype)
+    # or underflows next to a large scale (1e-10 / 2**99). Any other scaled std
+    # is above about 1e-11, and an unscaled one comes with eps >= 1e-13. Its
+    # square is a normal number, so the derivative of the inverse stays finite.
+    floor = float(np.sqrt(jnp.finfo(self.scaled_std.dtype).tiny))
+    divisor = jnp.maximum(self.scaled_std + scaled_eps, floor)
     # `std - std` is NaN where the std is infinite and 0 elsewhere: two
     # instructions per leaf where a select takes four.
-    return 1 / (self.scaled_std + scaled_eps) + (self.scaled_std - self.scaled_std)
+    return 1 / divisor + (self.scaled_std - self.scaled_std)
 
 
 def tree_moments(
@@ -106,7 +114,7 @@ def tree_moments(
   """Exact moments of each leaf over its `axes`, as described in the module docstring.
 
   Args:
-    leaves: floating-point arrays.
+    leaves: floating-point or complex arrays.
     axes: for each leaf, the axes one statistic reduces over.
     rescale: whether to divide each group by a power of two first, so that the
       moments are exact for any finite input.
@@ -131,7 +139,8 @@ def tree_moments(
   results = [_empty_moments(x, a) for x, a in zip(xs, axes)]
   if not with_std:
     for i in live:
-      results[i] = Moments(scales[i], shifts[i], offsets[i], jnp.full_like(offsets[i], jnp.nan))
+      std = jnp.full(offsets[i].shape, jnp.nan, _real_dtype(offsets[i].dtype))
+      results[i] = Moments(scales[i], shifts[i], offsets[i], std)
     return results
   # Deviations as `(x - shift) - offset`, exact even where the mean's rounding
   # is as large as the spread. Fresh copies of the scalars keep this pass's
@@ -139,7 +148,7 @@ def tree_moments(
   shifts, offsets = _cpu_barrier((shifts, offsets))
   for i in live:
     deviation = (values[i] - shifts[i]) - offsets[i]
-    mean_square = _mean(jnp.square(deviation), axes[i], axis_name)
+    mean_square = _mean(_squared_magnitude(deviation), axes[i], axis_name)
     results[i] = Moments(scales[i], shifts[i], offsets[i], _safe_sqrt(mean_square))
   return results
 
@@ -167,6 +176,18 @@ def tiny_stds_matter(eps: Any) -> bool:
   """Whether stds whose squares underflow float32 can still show next to `eps`."""
   concrete = _leaves.concrete_float(eps)
   return concrete is None or concrete < RESCALE_BELOW_EPS
+
+
+def _real_dtype(dtype) -> jnp.dtype:
+  """The dtype of `dtype`'s real part: float32 for complex64, `dtype` itself if real."""
+  return jnp.finfo(dtype).dtype
+
+
+def _squared_magnitude(x: jax.Array) -> jax.Array:
+  """`|x|**2`, real: for complex `x`, `re**2 + im**2`, exact where `abs(x)**2` rounds twice."""
+  if jnp.iscomplexobj(x):
+    return jnp.square(jnp.real(x)) + jnp.square(jnp.imag(x))
+  return jnp.square(x)
 
 
 def _cpu_barrier(values):
@@ -275,7 +296,7 @@ def kept_shape(x, axes):
 def _empty_moments(x, axes) -> Moments:
   shape = kept_shape(x, axes) if _keepdims(x, axes) else ()
   nan = jnp.full(shape, jnp.nan, x.dtype)
-  return Moments(None, nan, nan, nan)
+  return Moments(None, nan, nan, jnp.full(shape, jnp.nan, _real_dtype(x.dtype)))
 
 
 @jax.custom_jvp

@@ -25,9 +25,9 @@ def centralize(
   dimensions (biases, normalization scales) pass through unchanged.
 
   Args:
-    mask: a pytree of booleans with the structure of (or a prefix of) the
-      params, or a callable returning one; only leaves marked True are
-      centralized.
+    mask: a pytree of booleans that is a prefix of the params by key path
+      (a dict fits an ``nnx.State`` of the same keys), or a callable returning
+      one; only leaves marked True are centralized.
     stacked_axes: axes that index separate tensors (stacked layers, ensemble
       members); each index is centralized on its own, and the rule above
       applies to the remaining axes. See :func:`znorm_optax.znorm`.
@@ -73,5 +73,5 @@ def centralize(
       leaves[i] = centered.astype(leaves[i].dtype)
     return jax.tree.unflatten(treedef, leaves), state
 
-  tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
-  return tx if mask is None else optax.masked(tx, mask)
+  return _leaves.masked(
+      optax.GradientTransformation(optax.init_empty_state, update_fn), mask, caller='centralize')

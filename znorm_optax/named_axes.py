@@ -26,8 +26,9 @@ def stacked_axes_from_specs(specs: Any, name: str) -> Any:
   Args:
     specs: a pytree whose leaves are ``PartitionSpec``\\ s, tuples of axis
       names (an entry may be a name, a tuple of names or ``None``) or
-      ``None``, such as
-      ``nnx.to_pure_dict(nnx.get_partition_spec(nnx.state(model, nnx.Param)))``.
+      ``None``, such as ``nnx.get_partition_spec(nnx.state(model, nnx.Param))``
+      (an ``nnx.State``) or its ``nnx.to_pure_dict``: either fits the
+      gradients, which are matched by key path.
     name: the stacked axis, e.g. ``'layers'``.
 
   Returns:

@@ -32,7 +32,9 @@ def znorm(
   ``optax.chain(znorm(), optax.adam(1e-3))``.
 
   The statistics are accumulated in at least float32, so bfloat16 and float16
-  leaves are upcast; each output keeps its leaf's dtype. They are exact (within
+  leaves are upcast; each output keeps its leaf's dtype. A complex leaf gets a
+  complex mean and the real std :math:`\sqrt{\mathrm{mean}|g - \mu|^2}`, as
+  optax's optimizers treat complex parameters. They are exact (within
   1e-5 of float64) for every leaf whose squared deviations fit float32. A leaf
   containing NaN or Inf, or whose squared deviations overflow float32, becomes
   NaN in the output, never silently finite, so :func:`optax.apply_if_finite`
@@ -46,8 +48,10 @@ def znorm(
   :class:`optax.MaskedNode` pass through.
 
   Args:
-    eps: added to the standard deviation, so constant leaves map to zero
-      instead of NaN. Must be finite and non-negative.
+    eps: added to the standard deviation. Must be finite and non-negative.
+      A constant leaf maps to zeros whatever ``eps``, 0 included, and so under
+      :func:`optax.inject_hyperparams`, which casts ``eps`` to the params'
+      dtype (float16 rounds 1e-10 to 0).
     per_channel: if True, leaves with two or more dimensions are normalized per
       output channel, over all axes but the last (Flax's ``HWIO`` conv and
       ``(in, out)`` dense layouts). Leaves of lower rank use all elements.
@@ -62,7 +66,9 @@ def znorm(
       ensemble; each index along them gets statistics of its own. An int or a
       tuple of ints applies to every leaf with enough dimensions; a pytree
       prefix of the params with such leaves (``None`` for none), or a callable
-      of the gradients returning one, gives each leaf its own. Combines with
+      of the gradients returning one, gives each leaf its own. The prefix is
+      matched by key path, so a dict of a model's parameter names fits its
+      gradients as an ``nnx.State`` or a ``FrozenDict`` too. Combines with
       ``per_channel``, which then keeps the last of the remaining axes.
     axis_name: inside ``shard_map`` or ``pmap``, the mapped axis (or a tuple
       of them) over which each device holds a slice of every leaf. The
@@ -94,8 +100,8 @@ def znorm(
       negative or ``kernels`` is not one of the above; from ``update``, if ``stacked_axes`` does not fit a leaf (the
       message names the leaf's path).
     TypeError: if an option has a type only ``optax.inject_hyperparams``
-      would give it; from ``update``, if a leaf is not floating point (the
-      message names the leaf's path).
+      would give it; from ``update``, if a leaf is neither floating point nor
+      complex (the message names the leaf's path).
 
   Example:
     >>> import jax.numpy as jnp

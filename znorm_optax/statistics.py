@@ -11,7 +11,10 @@ from znorm_optax import _moments
 
 
 class LeafStatistics(NamedTuple):
-  """Statistics of one gradient leaf, as float32 (or wider) scalars."""
+  """Statistics of one gradient leaf, as float32 (or wider) scalars.
+
+  A complex leaf's mean is complex; its std and L2 norm are real.
+  """
 
   mean: jax.Array
   std: jax.Array
@@ -65,7 +68,7 @@ def gradient_statistics(
     size = _leaves.group_size(g.shape, a)
     if axis_name is not None:
       size *= jax.lax.psum(1, axis_name)
-    l2_norm = jnp.sqrt(jnp.asarray(size, m.offset.dtype)) * m.root_mean_square
+    l2_norm = jnp.sqrt(jnp.asarray(size, m.scaled_std.dtype)) * m.root_mean_square
     if g.size == 0:
       l2_norm = jnp.zeros_like(l2_norm)
     results[path] = LeafStatistics(
