@@ -8,14 +8,38 @@ e.g. ``--config.dataset=cifar10 --config.data_dir=~/tensorflow_datasets`` or
 ``--config.parallel=pmap``.
 """
 
+from examples.training import stop_signals
+
+if __name__ == '__main__':
+  stop_signals.catch_from_start()  # First: a signal during the imports below ends it in one line.
+
+import importlib
 import os
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # tf.data only; hide TensorFlow's start-up logs.
 
+import ml_collections
+
+from examples.study import defaults as study_defaults
 from examples.study import experiment
 from examples.training import cli
+from examples.training import defaults as training_defaults
+from examples.training import fields
 
 cli.define_flags()
 
+
+def check_fields(config: ml_collections.ConfigDict) -> None:
+  """Checks every field against its declaration: the core's, the study's and the example's.
+
+  Raises:
+    ValueError: naming the first bad flag and what it accepts.
+  """
+  experiment.load_example(config.example)  # Names --config.example if it names no example.
+  example_defaults = importlib.import_module(f'examples.{config.example}.configs.default')
+  fields.check(config, {**training_defaults.FIELDS, **study_defaults.FIELDS,
+                        **example_defaults.FIELDS})
+
+
 if __name__ == '__main__':
-  cli.run(experiment.run)
+  cli.run(experiment.run, check_config=check_fields)

@@ -3,6 +3,7 @@
 import ml_collections
 
 from examples.training import defaults
+from examples.training.fields import Field
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -24,3 +25,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.sweep.methods = ()
   config.sweep.seeds = ()
   return config
+
+
+FIELDS = {
+    'example': Field(str),  # These four name what the study and the example check themselves.
+    'model': Field(str),
+    'method': Field(str),
+    'sweep.models': Field(str, sequence=True),
+    'sweep.methods': Field(str, sequence=True),
+    'learning_rate': Field(float, above=0),
+    'compilation_cache': Field(bool),
+    'sweep.seeds': Field(int, minimum=0, sequence=True),
+}
+"""What each field of :func:`get_config` accepts, besides the core's (``defaults.FIELDS``)."""

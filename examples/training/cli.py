@@ -4,8 +4,11 @@ An example's ``main.py`` calls :func:`define_flags` at import and
 :func:`run` under ``if __name__ == '__main__'``.
 """
 
+import contextlib
+import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
 
 import ml_collections
@@ -17,6 +20,7 @@ from ml_collections import config_flags
 from examples.training import datasets
 from examples.training import distributed
 from examples.training import errors
+from examples.training import stop_signals
 
 FLAGS = flags.FLAGS
 _CONFIG_PREFIX = '--config.'
@@ -45,45 +49,92 @@ def _unknown_field_message(error: LookupError | AttributeError, argv: list[str])
   return f'{flag}: the config has no field {field!r}{hint}'
 
 
+def _config_path(argv: list[str]) -> str:
+  """The ``--config`` file named in ``argv`` (without ml_collections' ``:argument``)."""
+  values = [arg.split('=', 1)[1] for arg in argv if arg.startswith('--config=')]
+  return values[-1].split(':')[0] if values else ''
+
+
+def _config_file_error(error: BaseException, path: str) -> str | None:
+  """``--config=<path>, line <n> does not load: <error>`` if ``error`` arose in that file."""
+  cause = error
+  while cause.__cause__ is not None:
+    cause = cause.__cause__
+  text = str(cause)
+  # ml_collections wraps some errors in a flags.Error whose message holds the traceback.
+  lines = [int(n) for n in re.findall(rf'File "{re.escape(path)}", line (\d+)', text)]
+  lines += [frame.lineno for frame in traceback.extract_tb(cause.__traceback__)
+            if path and os.path.abspath(frame.filename) == os.path.abspath(path)]
+  if not path or not lines:
+    return None
+  reason = text.strip().splitlines()[-1].strip() if text.strip() else ''
+  if 'Traceback (most recent call last)' in text:  # The last line of the traceback says what.
+    reason = re.split(r'\^+', text)[-1].strip()
+    reason = reason[reason.rfind('File "'):] if 'File "' in reason else reason
+    reason = re.sub(r'^File "[^"]*", line \d+, in \S+ ', '', _one_line(reason))
+    reason = re.sub(r'^.*?(\w+Error: )', r'\1', reason)
+  else:
+    reason = f'{type(cause).__name__}: {_one_line(text)}'
+  return f'--config={path}, line {lines[-1]}, does not load: {reason}'
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   """Parses ``argv``; a bad flag ends the program with one line that names it."""
   try:
     return FLAGS(argv)
-  except flags.Error as error:
-    sys.exit(f'error: {_one_line(str(error))}')
-  except (AttributeError, LookupError) as error:  # An unknown --config.<field>.
-    sys.exit(f'error: {_unknown_field_message(error, argv)}')
   except SyntaxError as error:  # In the --config file.
     sys.exit(f'error: --config: {error.msg} in {error.filename}, line {error.lineno}')
+  except Exception as error:  # A config file can raise anything; named in one line.
+    in_file = _config_file_error(error, _config_path(argv))
+    if in_file is not None:
+      sys.exit(f'error: {in_file}')
+    if isinstance(error, flags.Error):
+      sys.exit(f'error: {_one_line(str(error))}')
+    if isinstance(error, (AttributeError, LookupError)):  # An unknown --config.<field>.
+      sys.exit(f'error: {_unknown_field_message(error, argv)}')
+    raise
 
 
 def _load_config() -> ml_collections.ConfigDict:
   """``FLAGS.config``; a config file that does not load ends the program with one line."""
-  config = FLAGS.config
   try:
+    config = FLAGS.config
     config.get('coordinator_address')  # ml_collections defers a load failure to the first use.
-  except OSError as error:
-    cause = error
-    while cause.__cause__ is not None:
-      cause = cause.__cause__
-    reason = str(cause).strip().splitlines()[-1].strip()  # ml_collections puts the reason last.
-    sys.exit(f'error: --config: {reason}')
+  except Exception as error:  # A config file can raise anything; named in one line.
+    path = FLAGS['config'].config_filename
+    in_file = _config_file_error(error, path)
+    if in_file is None:
+      cause = error
+      while cause.__cause__ is not None:
+        cause = cause.__cause__
+      in_file = f'--config: {str(cause).strip().splitlines()[-1].strip()}'  # ml_collections' own.
+    sys.exit(f'error: {in_file}')
   return config
 
 
-def run(main: Callable[[ml_collections.ConfigDict, str], None]) -> None:
+def _remove_empty_directories(top: str) -> None:
+  """Removes ``top`` and the directories under it if they hold no file: what a refused run made."""
+  for directory, _, _ in sorted(os.walk(top), key=lambda entry: -len(entry[0])):
+    with contextlib.suppress(OSError):  # Not empty: it holds something to keep.
+      os.rmdir(directory)
+
+
+def run(main: Callable[[ml_collections.ConfigDict, str], None],
+        check_config: Callable[[ml_collections.ConfigDict], None] | None = None) -> None:
   """Parses the flags and calls ``main(config, workdir)``.
 
-  Before ``main``, it starts ``jax.distributed`` when ``config.coordinator_address``
-  is set. A bad flag (an unknown ``--config.<field>``, a value of the wrong
-  type, a config file that does not load), ``ValueError`` (bad flag values)
+  First it calls ``check_config(config)``, which raises ``ValueError`` for a bad
+  field, and starts ``jax.distributed`` when ``config.coordinator_address`` is
+  set. A bad flag (an unknown ``--config.<field>``, a value of the wrong type or
+  range, a config file that does not load), ``ValueError`` (bad flag values)
   and :class:`~examples.training.datasets.DatasetUnavailableError` end the program
   with a one-line message and exit status 1, without a traceback; so does a
   :class:`~examples.training.errors.RunStopped` (a failed write, a work
   directory in use), with its own exit status (128 + the signal's number after
-  SIGTERM or SIGINT). Logging is
-  at WARNING unless ``--verbosity`` is given, because orbax logs every
-  checkpoint at INFO.
+  SIGTERM or SIGINT). A work directory that this run created is removed again
+  if it stops with nothing in it (a refusal that needed the data, such as a
+  batch larger than the dataset). Logging is at WARNING unless ``--verbosity``
+  is given, because orbax logs every checkpoint at INFO.
   """
 
   def absl_main(argv):
@@ -92,14 +143,23 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None]) -> None:
     if not FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     config = _load_config()
+    workdir = FLAGS.workdir
+    created = not os.path.lexists(workdir)
+    if created:
+      stop_signals.on_exit_at_once(lambda: _remove_empty_directories(workdir))
     try:
+      if check_config is not None:
+        check_config(config)
       distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
-      main(config, FLAGS.workdir)
+      main(config, workdir)
     except errors.Interrupted as error:
       print(_one_line(str(error)), file=sys.stderr)
       sys.exit(error.exit_status)
     except (ValueError, datasets.DatasetUnavailableError, errors.RunStopped) as error:
       print(f'error: {_one_line(str(error))}', file=sys.stderr)
       sys.exit(getattr(error, 'exit_status', 1))
+    finally:
+      if created and os.path.isdir(workdir):
+        _remove_empty_directories(workdir)
 
   app.run(absl_main, flags_parser=_parse_flags)

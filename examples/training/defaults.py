@@ -1,6 +1,11 @@
-"""Defaults of every setting the training core reads; each example's config extends them."""
+"""Defaults of every setting the training core reads; each example's config extends them.
+
+:data:`FIELDS` declares what each accepts (:mod:`examples.training.fields`).
+"""
 
 import ml_collections
+
+from examples.training.fields import Field
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -22,6 +27,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_gradient_statistics = False  # Per-leaf gradient norm and std at log intervals.
   config.checkpoint_every_steps = 1000
   config.resume = False
+  # Fields that the core lets a resumed run change but this config does not: they size a
+  # schedule, say (a resumed run must equal the uninterrupted one).
+  config.fixed_on_resume = ()
   config.progress_bar = True
 
   # Multi-host: set all three on every process (jax.distributed.initialize).
@@ -29,3 +37,30 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_processes = 1
   config.process_id = 0
   return config
+
+
+_POSITIVE = Field(int, minimum=1)
+_NON_NEGATIVE = Field(int, minimum=0)
+_FLAG = Field(bool)
+
+FIELDS = {
+    'seed': _NON_NEGATIVE,
+    'batch_size': _POSITIVE,
+    'num_epochs': _POSITIVE,
+    'parallel': Field(str, choices=('sharded', 'fsdp', 'pmap', 'none')),
+    'mesh_axis_types': Field(str, choices=('auto', 'explicit')),
+    'fsdp_devices': _NON_NEGATIVE,
+    'platform': Field(str),
+    'on_nonfinite': Field(str, choices=('stop', 'skip')),
+    'max_nonfinite_steps': _POSITIVE,
+    'log_every_steps': _POSITIVE,
+    'log_gradient_statistics': _FLAG,
+    'checkpoint_every_steps': _POSITIVE,
+    'resume': _FLAG,
+    'fixed_on_resume': Field(str, sequence=True),
+    'progress_bar': _FLAG,
+    'coordinator_address': Field(str),
+    'num_processes': _POSITIVE,
+    'process_id': _NON_NEGATIVE,
+}
+"""What each field of :func:`get_config` accepts."""

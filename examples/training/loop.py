@@ -206,6 +206,7 @@ class _Run:
     for in_epoch, batch in enumerate(self.data.train_batches(epoch, first), first + 1):
       (self.state, self.health), outputs = self.train_step(
           (self.state, self.health), self.data_parallel.put_batch(batch))
+      self.stop.training_started()
       batch_sums, statistics = outputs if self.gradient_statistics else (outputs, None)
       self.train_sums = steps.accumulate(self.train_sums, batch_sums)
       self.step += 1
@@ -371,6 +372,11 @@ def fit(
 
 def _interrupted(run: _Run, stop: stop_signals.StopSignals) -> errors.Interrupted:
   saved = run.checkpointer.steps()
+  if saved and saved[0] == run.step == run.config.num_epochs * run.data.steps_per_epoch:
+    return errors.Interrupted(
+        f'{stop.describe()} received in the last step: training is complete; checkpoint '
+        f'{run.checkpointer.step_path(run.step)} is saved and verified.',
+        stop.received or signal.SIGTERM)
   if saved and saved[0] == run.step:
     kept = f'checkpoint {run.checkpointer.step_path(run.step)} is saved and verified'
   elif saved:

@@ -44,12 +44,13 @@ def check_same_run(saved_config: dict, config: ml_collections.ConfigDict, checkp
     config: this run's config.
     checkpoint: the checkpoint's path, for the message.
     resumable_keys: fields besides :data:`RESUMABLE_KEYS` that may differ
-      (a field also covers its sub-fields, e.g. ``sweep``).
+      (a field also covers its sub-fields, e.g. ``sweep``); ``config.fixed_on_resume``
+      takes fields back out of both.
 
   Raises:
     ValueError: listing every differing field with both values.
   """
-  may_change = set(RESUMABLE_KEYS) | set(resumable_keys)
+  may_change = (set(RESUMABLE_KEYS) | set(resumable_keys)) - set(config.get('fixed_on_resume', ()))
   before, now = _flatten(saved_config), _flatten(config_to_json(config))
   missing = '<unset>'
   differing = [

@@ -5,8 +5,16 @@ Ctrl-C sends SIGINT. While :func:`examples.training.loop.fit` runs, the first of
 either sets a flag that the loop reads after every step (a Python bool, no wait
 for the device); the loop then saves and verifies a checkpoint, closes its logs
 and raises :class:`~examples.training.errors.Interrupted`. A second signal gets
-the signal's usual action at once: SIGTERM ends the process, SIGINT raises
-``KeyboardInterrupt``.
+the signal's default action at once (the process ends by it), also where the
+signal was ignored when the process started.
+
+The command line (:func:`catch_from_start`, the first thing ``examples/main.py``
+does) catches both from its first line: while no training step of this process
+has finished, there is nothing to save, and a signal ends the process at once with
+one line (``stopped before training by SIGTERM: nothing to save.``, status 128 +
+the signal's number). A thread watches for the signals, so this holds while the
+main thread is busy in C++ (an import, a long XLA compile), where Python runs no
+handler; it also stops the process at a second signal there.
 
 In a multi-process run (``jax.distributed``), every process must save at the
 same step. JAX's preemption service owns SIGTERM there: a notice to any process
@@ -17,13 +25,91 @@ on to it as a SIGTERM.
 
 import os
 import signal
+import sys
 import threading
+from collections.abc import Callable
 
-import jax
 from absl import logging
-from jax.experimental import multihost_utils
 
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _FromStart:
+  """What :func:`catch_from_start` keeps: whether training has begun, and what to undo at exit."""
+
+  def __init__(self):
+    self.exiting = threading.Lock()
+    self.training: StopSignals | None = None  # The fit in progress, once its first step runs.
+    self.trained = False  # Whether a fit has ended: its checkpoints are saved.
+    self.seen = 0  # Signals the watcher has read since training began.
+    self.cleanups: list[Callable[[], None]] = []
+
+
+_from_start: _FromStart | None = None
+
+
+def catch_from_start() -> None:
+  """Catches SIGTERM and SIGINT from now on in this process (call it from the main thread).
+
+  Until a training step finishes, either ends the process at once with one line on
+  stderr; later, :class:`StopSignals` handles them.
+  """
+  global _from_start
+  _from_start = _FromStart()
+  for signum in reversed(_SIGNALS):  # SIGTERM last: once it is caught, both are.
+    signal.signal(signum, _before_training)
+  read_end, write_end = os.pipe()
+  os.set_blocking(write_end, False)
+  signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+  threading.Thread(target=_watch, args=(read_end,), daemon=True, name='stop_signals').start()
+
+
+def on_exit_at_once(cleanup: Callable[[], None]) -> Callable[[], None]:
+  """Runs ``cleanup`` if a signal ends the process at once; returns what unregisters it."""
+  if _from_start is None:
+    return lambda: None
+  _from_start.cleanups.append(cleanup)
+  return lambda: _from_start.cleanups.remove(cleanup)
+
+
+def _exit_at_once(signum: int, message: str) -> None:
+  if not _from_start.exiting.acquire(blocking=False):
+    return  # The other thread is exiting already.
+  for cleanup in reversed(_from_start.cleanups):
+    try:
+      cleanup()
+    except OSError:
+      pass  # Exiting on a signal: a file left behind is handled by the next run.
+  sys.stderr.write(message + '\n')
+  sys.stderr.flush()
+  os._exit(128 + signum)
+
+
+def _nothing_to_save(signum: int) -> None:
+  name = signal.Signals(signum).name
+  if _from_start.trained:
+    _exit_at_once(signum, f'stopped by {name} outside training: every checkpoint is saved; '
+                          'rerun with --config.resume=True to go on.')
+  _exit_at_once(signum, f'stopped before training by {name}: nothing to save.')
+
+
+def _before_training(signum: int, frame) -> None:
+  del frame
+  _nothing_to_save(signum)
+
+
+def _watch(read_end: int) -> None:
+  """Acts on signals while the main thread may run no Python (the C handler wrote their numbers)."""
+  while data := os.read(read_end, 64):
+    for signum in data:
+      if signum not in _SIGNALS:
+        continue
+      if _from_start.training is None:
+        _nothing_to_save(signum)
+      else:
+        _from_start.seen += 1
+        if _from_start.seen > 1:
+          _exit_at_once(signum, f'{signal.Signals(signum).name} received again: stopped at once.')
 
 
 class StopSignals:
@@ -41,6 +127,8 @@ class StopSignals:
     self._coordinated = False
 
   def __enter__(self):
+    import jax  # pylint: disable=import-outside-toplevel (catch_from_start runs before jax loads)
+
     if threading.current_thread() is not threading.main_thread():
       return self  # Python delivers signals to the main thread only.
     # jax.distributed.initialize starts the preemption service, whose notifier owns SIGTERM.
@@ -53,6 +141,9 @@ class StopSignals:
 
   def __exit__(self, *exc_info) -> None:
     self._restore()
+    if _from_start is not None:
+      _from_start.trained |= _from_start.training is self
+      _from_start.training = None
 
   def _restore(self) -> None:
     for signum, handler in self._previous.items():
@@ -61,9 +152,13 @@ class StopSignals:
 
   def _handle(self, signum: int, frame) -> None:
     del frame
+    if _from_start is not None and _from_start.training is None:
+      _nothing_to_save(signum)  # No step has finished: the command line exits at once.
+      return
     if self.received is not None:
       self._restore()
-      signal.raise_signal(signum)  # Its usual action, at once.
+      signal.signal(signum, signal.SIG_DFL)  # Not the previous handler: it may ignore it.
+      signal.raise_signal(signum)
       return
     self.received = signum
     logging.warning('%s received: stopping after the step in flight, once a checkpoint is saved '
@@ -71,9 +166,16 @@ class StopSignals:
     if self._coordinated:
       os.kill(os.getpid(), signal.SIGTERM)  # To JAX's preemption notifier.
 
+  def training_started(self) -> None:
+    """Call it once the first step is compiled and dispatched: from then on a signal saves first."""
+    if _from_start is not None and _from_start.training is None:
+      _from_start.training, _from_start.seen = self, 0
+
   def check(self, step: int) -> bool:
     """Whether to stop after ``step``; call it after every step, with the steps run so far."""
     if self._coordinated:
+      from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+
       self.stopping |= multihost_utils.reached_preemption_sync_point(step)
     else:
       self.stopping |= self.received is not None

@@ -6,10 +6,9 @@ import tempfile
 import jax
 import ml_collections
 
+from examples.training import defaults
+from examples.training import fields
 from examples.training import parallel
-
-ON_NONFINITE = ('stop', 'skip')
-"""``--config.on_nonfinite``: stop the run, or skip the step (see :func:`examples.training.loop.fit`)."""
 
 
 def _check_platform(platform: str) -> None:
@@ -39,18 +38,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   """
   parallel.check_mode(config.parallel)
   parallel.check_mesh(config)
+  fields.check(config, defaults.FIELDS)
   _check_platform(config.platform)
-  check_seed(config.seed)
-  for name in ('num_epochs', 'log_every_steps', 'checkpoint_every_steps', 'max_nonfinite_steps'):
-    if config[name] <= 0:
-      raise ValueError(f'--config.{name}={config[name]} must be positive.')
-  for name in ('resume', 'progress_bar', 'log_gradient_statistics'):
-    if not isinstance(config[name], bool):
-      # A ValueError, which cli.run reports as a bad flag.
-      raise ValueError(f'--config.{name}={config[name]!r} must be True or False.')  # noqa: TRY004
-  if config.on_nonfinite not in ON_NONFINITE:
-    raise ValueError(f'Unknown --config.on_nonfinite={config.on_nonfinite!r}; valid values are: '
-                     f'{", ".join(ON_NONFINITE)}.')
   parallel.process_batch_size(config)
 
 

@@ -17,6 +17,7 @@ import jax
 from absl import logging
 
 from examples.training import errors
+from examples.training import stop_signals
 
 FILENAME = 'run.lock'
 
@@ -47,11 +48,17 @@ class WorkdirLock:
   def __init__(self, workdir: str):
     self.path = os.path.join(os.path.abspath(workdir), FILENAME)
     self._fd: int | None = None
+    self._forget_cleanup = lambda: None
 
   def __enter__(self):
     if jax.process_index() == 0:
       self._fd = self._acquire()
+      self._forget_cleanup = stop_signals.on_exit_at_once(self._remove_file)
     return self
+
+  def _remove_file(self) -> None:
+    with contextlib.suppress(FileNotFoundError):  # The work directory may be gone.
+      os.unlink(self.path)  # While still held, so no other run can have locked this file.
 
   def _acquire(self) -> int:
     while True:
@@ -85,7 +92,7 @@ class WorkdirLock:
 
   def __exit__(self, *exc_info) -> None:
     if self._fd is not None:
-      with contextlib.suppress(FileNotFoundError):  # The work directory may be gone.
-        os.unlink(self.path)  # While still held, so no other run can have locked this file.
+      self._forget_cleanup()
+      self._remove_file()
       os.close(self._fd)
       self._fd = None

@@ -10,6 +10,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from examples.study import defaults
+from examples.training.fields import Field
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -31,3 +32,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.skip_connections = True  # CIFAR ResNets; False builds a plain deep CNN.
   config.bn_momentum = 0.9
   return config
+
+
+FIELDS = {
+    'dataset': Field(str),  # Checked against the datasets by the example.
+    'data_dir': Field(str, optional=True),
+    'download': Field(bool),
+    'image_size': Field(int, minimum=8),
+    'augment': Field(bool),
+    'shuffle_buffer': Field(int, minimum=1),
+    'normalization_examples': Field(int, minimum=1),
+    'width': Field(int, minimum=1, optional=True),
+    'skip_connections': Field(bool),
+    'bn_momentum': Field(float, minimum=0, below=1),
+}
+"""What each of the example's own fields accepts (:mod:`examples.training.fields`)."""

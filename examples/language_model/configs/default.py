@@ -12,6 +12,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from examples.study import defaults
+from examples.training.fields import Field
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -36,5 +37,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.warmup_steps = 50
   config.batch_size = 32
   config.num_epochs = 1
+  config.fixed_on_resume = ('num_epochs',)  # It sizes the cosine schedule.
   config.log_every_steps = 20
   return config
+
+
+FIELDS = {
+    'dataset': Field(str),  # Checked against the datasets by the example.
+    'data_dir': Field(str, optional=True),
+    'download': Field(bool),
+    'context': Field(int, minimum=1),
+    'train_bytes': Field(int, minimum=1),
+    'eval_bytes': Field(int, minimum=1),
+    'dtype': Field(str, choices=('float32', 'bfloat16')),
+    'scan_layers': Field(bool),
+    'warmup_steps': Field(int, minimum=0),
+}
+"""What each of the example's own fields accepts (:mod:`examples.training.fields`)."""

@@ -9,6 +9,7 @@
 import ml_collections
 
 from examples.study import defaults
+from examples.training.fields import Field
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -63,3 +64,31 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 500
   config.resume = True
   return config
+
+
+_NON_NEGATIVE_NUMBER = Field(float, minimum=0)
+
+FIELDS = {
+    'dataset': Field(str),  # Checked against the datasets by the example.
+    'image_size': Field(int, minimum=1),  # The example checks its models' divisors.
+    'data_dir': Field(str),
+    'manual_dir': Field(str),
+    'train_split': Field(str),
+    'eval_split': Field(str),
+    'data_seed': Field(int, minimum=0),
+    'synthetic_train_size': Field(int, minimum=1),
+    'synthetic_eval_size': Field(int, minimum=1),
+    'synthetic_empty_fraction': Field(float, minimum=0, maximum=1),
+    'model_kwargs': Field(ml_collections.ConfigDict),  # Each model's constructor checks its own.
+    'bn_momentum': Field(float, minimum=0, below=1),
+    'lr_decay_start_epoch': Field(int, minimum=0),
+    'lr_decay_every_epochs': Field(int, minimum=1),
+    'lr_decay_factor': Field(float, above=0),
+    'bce_weight': _NON_NEGATIVE_NUMBER,
+    'dice_weight': _NON_NEGATIVE_NUMBER,
+    'dice_smooth': _NON_NEGATIVE_NUMBER,
+    'tversky_alpha': _NON_NEGATIVE_NUMBER,
+    'tversky_beta': _NON_NEGATIVE_NUMBER,
+    'num_example_images': Field(int, minimum=0),
+}
+"""What each of the example's own fields accepts (:mod:`examples.training.fields`)."""

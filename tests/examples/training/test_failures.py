@@ -85,8 +85,8 @@ def test_divergence_stops_the_run(tmp_path, on_nonfinite, message, kept):
 
 @pytest.mark.parametrize('field, value, message', [
     ('seed', -1, '--config.seed=-1 must be a non-negative integer'),
-    ('on_nonfinite', 'ignore', "--config.on_nonfinite='ignore'; valid values are: stop, skip"),
-    ('max_nonfinite_steps', 0, '--config.max_nonfinite_steps=0 must be positive'),
+    ('on_nonfinite', 'ignore', "--config.on_nonfinite='ignore' must be one of stop, skip"),
+    ('max_nonfinite_steps', 0, r'--config.max_nonfinite_steps=0 must be positive \(an integer'),
     ('platform', 'abacus', "--config.platform='abacus' has no devices here"),
 ])
 def test_validation_names_the_flag(field, value, message):

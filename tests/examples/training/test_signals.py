@@ -15,6 +15,7 @@ import chex
 import pytest
 
 from examples.training import metrics_log
+from examples.training import workdir_lock
 from tests.examples.processes import REPO
 from tests.examples.processes import free_port
 from tests.examples.saved import final_state
@@ -23,12 +24,15 @@ from tests.examples.saved import without_timing
 from tests.examples.training import tiny
 
 
-def _start(workdir, *flags, devices: int = 1, slow_from: int | None = 5):
+def _start(workdir, *flags, devices: int = 1, slow_from: int | None = 5, sigint_ignored=False):
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env.update(JAX_PLATFORMS='cpu', XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
-  return subprocess.Popen(
-      [sys.executable, '-m', 'tests.examples.training.tiny', str(workdir), *flags,
-       *([f'--slow-from={slow_from}'] if slow_from else [])], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  command = [sys.executable, '-m', 'tests.examples.training.tiny', str(workdir), *flags,
+             *([f'--slow-from={slow_from}'] if slow_from else [])]
+  if sigint_ignored:  # As a script's `cmd &` starts it: a shell without job control ignores it.
+    command = ['sh', '-c', 'trap "" INT; exec "$@"', 'sh', *command]
+  return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
 
 
 def _read_until(process, text: str) -> list[str]:
@@ -72,9 +76,10 @@ def _wait_for(path, timeout: float = 60.0) -> None:
     time.sleep(0.05)
 
 
-@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
-def test_a_second_signal_stops_at_once(tmp_path, signum):
-  process = _start(tmp_path)
+@pytest.mark.parametrize('signum, sigint_ignored', [
+    (signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGINT, True)])
+def test_a_second_signal_stops_at_once(tmp_path, signum, sigint_ignored):
+  process = _start(tmp_path, sigint_ignored=sigint_ignored)
   _read_until(process, 'step 5')
   _wait_for(tmp_path / 'checkpoints' / '3')  # Saved in the background: not killed in flight.
   process.send_signal(signum)
@@ -118,3 +123,51 @@ def test_two_processes_save_at_the_same_step(tmp_path):
   histories = [metrics_log.read(d / 'metrics.jsonl') for d in (workdir, tmp_path / 'uninterrupted')]
   assert without_timing(histories[0]) == without_timing(histories[1])
   chex.assert_trees_all_equal(final_state(workdir), final_state(tmp_path / 'uninterrupted'))
+
+
+def test_a_signal_in_the_last_step_says_training_is_complete(reference, tmp_path):
+  process = _start(tmp_path, slow_from=16)
+  _read_until(process, 'step 16')
+  process.send_signal(signal.SIGTERM)
+  output = process.communicate(timeout=120)[0]
+  assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+  assert output.strip().splitlines()[-1] == (
+      f'SIGTERM received in the last step: training is complete; checkpoint '
+      f'{tmp_path}/checkpoints/16 is saved and verified.')
+  chex.assert_trees_all_equal(final_state(tmp_path), final_state(reference[0]))
+
+
+def test_a_signal_during_the_first_compile_stops_at_once_with_nothing_to_save(tmp_path):
+  process = _start(tmp_path, '--stuck-compile', slow_from=None)
+  _read_until(process, 'compiling')  # Its main thread now waits in C, the signals blocked there.
+  process.send_signal(signal.SIGTERM)
+  output = process.communicate(timeout=120)[0]
+  assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+  assert output.strip().splitlines()[-1] == 'stopped before training by SIGTERM: nothing to save.'
+  assert saved_steps(tmp_path) == []
+  assert not (tmp_path / workdir_lock.FILENAME).exists()
+
+
+def _catches(pid: int, signum: int) -> bool:
+  """Whether process ``pid`` has a handler for ``signum`` (its SigCgt mask in /proc)."""
+  with open(f'/proc/{pid}/status') as status:
+    caught = next(int(line.split()[1], 16) for line in status if line.startswith('SigCgt:'))
+  return bool(caught & (1 << (signum - 1)))
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_before_training_stops_the_command_line_at_once(tmp_path, signum):
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'examples.main', '--config=examples/image_classification/configs/tiny.py',
+       f'--workdir={tmp_path}/run'], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  # Python catches SIGINT from its start; the command line catches SIGTERM after SIGINT.
+  while not _catches(process.pid, signal.SIGTERM):  # Its first line has run: it is importing.
+    assert process.poll() is None
+    time.sleep(0.001)
+  process.send_signal(signum)
+  stdout, stderr = process.communicate(timeout=120)
+  assert process.returncode == 128 + signum, stderr[-3000:]
+  assert stderr == f'stopped before training by {signal.Signals(signum).name}: nothing to save.\n'
+  assert stdout == ''
+  assert not (tmp_path / 'run').exists()

@@ -4,15 +4,20 @@ Run as a module, it trains one such run in a work directory, so tests can kill o
 signal a real process::
 
   python -m tests.examples.training.tiny WORKDIR [--kill-at-save STEP] [--resume]
-      [--slow-from STEP] [--coordinator HOST:PORT --num-processes N --process-id I]
+      [--slow-from STEP] [--stuck-compile] [--coordinator HOST:PORT --num-processes N
+      --process-id I]
 
 With ``--slow-from``, it prints ``step <k>`` before it feeds step ``k`` and, from
 that step on, waits two seconds first: a test that reads the line has time to
 send a signal before the step runs. With ``--coordinator``, the processes train
-one run sharded over one CPU device each.
+one run sharded over one CPU device each. With ``--stuck-compile``, signals are caught
+from the start as the command line catches them, and the train step's compile prints
+``compiling`` and never ends: its main thread waits in C, with the signals blocked there,
+as in a long XLA compile.
 """
 
 import argparse
+import ctypes
 import os
 import signal
 import sys
@@ -31,7 +36,9 @@ from examples.training import defaults
 from examples.training import distributed
 from examples.training import errors
 from examples.training import loop
+from examples.training import parallel
 from examples.training import resume
+from examples.training import stop_signals
 from examples.training.data import ArraySource
 from examples.training.task import MASK
 from examples.training.task import Task
@@ -126,12 +133,32 @@ def _slow_from(step: int) -> None:
   ArraySource.train_batches = announced
 
 
+def _stuck_compile() -> None:
+  """Makes the first train step's compile wait in C for good, where Python runs no handler."""
+  compile_step = parallel.SingleDevice.compile
+
+  def stuck(self, step, *, donate_argnums):
+    compiled = compile_step(self, step, donate_argnums=donate_argnums)
+    if donate_argnums:  # The train step.
+      def compiling(*args):
+        del args
+        print('compiling', flush=True)
+        signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGTERM, signal.SIGINT))
+        while True:
+          ctypes.CDLL(None).sleep(600)
+      return compiling
+    return compiled
+
+  parallel.SingleDevice.compile = stuck
+
+
 if __name__ == '__main__':
   parser = argparse.ArgumentParser()
   parser.add_argument('workdir')
   parser.add_argument('--kill-at-save', type=int)
   parser.add_argument('--slow-from', type=int)
   parser.add_argument('--resume', action='store_true')
+  parser.add_argument('--stuck-compile', action='store_true')
   parser.add_argument('--coordinator', default='')
   parser.add_argument('--num-processes', type=int, default=1)
   parser.add_argument('--process-id', type=int, default=0)
@@ -141,6 +168,9 @@ if __name__ == '__main__':
     _kill_during_save(args.kill_at_save)
   if args.slow_from is not None:
     _slow_from(args.slow_from)
+  if args.stuck_compile:
+    stop_signals.catch_from_start()
+    _stuck_compile()
   try:
     fit(args.workdir, config(resume=args.resume,
                              parallel='sharded' if args.coordinator else 'none'))

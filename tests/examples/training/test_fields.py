@@ -1,0 +1,110 @@
+"""Every config field is declared once and refused, out of range, with one line naming its flag."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from examples.study import defaults as study_defaults
+from examples.training import defaults as training_defaults
+from examples.training import fields
+from examples.training.fields import Field
+from tests.examples.processes import REPO
+
+EXAMPLES = ('image_classification', 'language_model', 'unet_segmentation')
+
+
+def _declarations(example: str) -> dict[str, Field]:
+  example_defaults = importlib.import_module(f'examples.{example}.configs.default')
+  return {**training_defaults.FIELDS, **study_defaults.FIELDS, **example_defaults.FIELDS}
+
+
+def _bad_values(field: Field) -> list:
+  """Values the declaration refuses: out of each bound, not a choice, of another kind, None."""
+  values = [None] if not field.optional else []
+  values += [v for v in (field.minimum, field.above) if v is not None for v in (v - 1, v - 0.5)]
+  values += [v for v in (field.maximum, field.below) if v is not None for v in (v + 1, v + 0.5)]
+  if field.choices is not None:
+    values.append('not_a_choice')
+  values.append(3 if field.kind in (bool, str) else 'three')
+  if field.kind is float:
+    values += [float('nan'), float('inf')]
+  if field.kind is int:
+    values.append(True)
+  return [(v,) if field.sequence else v for v in values]
+
+
+@pytest.mark.parametrize('example', EXAMPLES)
+def test_every_field_of_every_example_is_declared(example):
+  config = importlib.import_module(f'examples.{example}.configs.default').get_config()
+  assert fields.undeclared(config, _declarations(example)) == []
+  fields.check(config, _declarations(example))  # The defaults are accepted.
+
+
+@pytest.mark.parametrize('example', EXAMPLES)
+def test_every_field_refuses_a_bad_value_with_one_line_naming_its_flag(example):
+  declarations = _declarations(example)
+  tried = 0
+  for name, field in declarations.items():
+    for value in _bad_values(field):
+      config = importlib.import_module(f'examples.{example}.configs.default').get_config()
+      parent, _, key = name.rpartition('.')
+      with config.ignore_type():  # As a config file or a placeholder field could set it.
+        (config[parent] if parent else config)[key] = value
+      with pytest.raises(ValueError) as refused:
+        fields.check(config, declarations)
+      message = str(refused.value)
+      assert message.startswith(f'--config.{name}=') and f' must be {field.describe()}.' in message
+      assert '\n' not in message
+      tried += 1
+  assert tried > 3 * len(declarations)
+
+
+@pytest.mark.parametrize('field, text', [
+    (Field(int, minimum=1, optional=True), 'positive (an integer >= 1), or None'),
+    (Field(int, minimum=0), 'a non-negative integer'),
+    (Field(float, minimum=0, below=1), 'a finite number >= 0 and < 1'),
+    (Field(float, above=0), 'a finite number > 0'),
+    (Field(str, choices=('stop', 'skip')), 'one of stop, skip'),
+    (Field(int, minimum=0, sequence=True), 'a list, each item a non-negative integer'),
+])
+def test_what_a_field_accepts_reads_as_the_message_says(field, text):
+  assert field.describe() == text
+
+
+@pytest.mark.parametrize('field, value, accepted', [
+    (Field(int, minimum=1, optional=True), None, True),
+    (Field(int, minimum=1, optional=True), 0, False),
+    (Field(int, minimum=1), True, False),  # A bool is an int to Python, not to the flag.
+    (Field(float, minimum=0, below=1), 0.9, True),
+    (Field(float, minimum=0, below=1), 1.0, False),
+    (Field(float, above=0), 1, True),  # An integer is a number.
+    (Field(float, above=0), float('nan'), False),
+    (Field(int, minimum=0, sequence=True), (0, 1), True),
+    (Field(int, minimum=0, sequence=True), (0, -1), False),
+])
+def test_a_field_accepts_what_it_declares(field, value, accepted):
+  assert field.accepts(value) is accepted
+
+
+def _main(tmp_path, *flags):
+  return subprocess.run(
+      [sys.executable, '-m', 'examples.main', f'--workdir={tmp_path}/run', *flags],
+      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize('flags, message', [
+    # Trained width 16 and saved width 0; a traceback after writing the compilation cache.
+    (('--config=examples/image_classification/configs/tiny.py', '--config.width=0'),
+     'error: --config.width=0 must be positive (an integer >= 1), or None.'),
+    # Needs the data to be refused: the work directory made for it is removed again.
+    (('--config=examples/language_model/configs/tiny.py', '--config.batch_size=100000'),
+     'error: --config.batch_size=100000'),
+])
+def test_the_command_line_refuses_with_one_line_and_leaves_nothing(tmp_path, flags, message):
+  result = _main(tmp_path, *flags)
+  assert result.returncode == 1
+  assert result.stderr.startswith(message), result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+  assert not (tmp_path / 'run').exists()
