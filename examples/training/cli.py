@@ -100,7 +100,7 @@ def _load_config() -> ml_collections.ConfigDict:
   try:
     config = FLAGS.config
     config.get('coordinator_address')  # ml_collections defers a load failure to the first use.
-  except Exception as error:  # A config file can raise anything; named in one line.
+  except Exception as error:  # noqa: BLE001 (a config file can raise anything; named in one line)
     path = FLAGS['config'].config_filename
     in_file = _config_file_error(error, path)
     if in_file is None:
