@@ -108,7 +108,7 @@ def check(config: ml_collections.ConfigDict, declarations: Mapping[str, Field]) 
 
 
 def undeclared(config: ml_collections.ConfigDict, declarations: Mapping[str, Field]) -> list[str]:
-  """The fields of ``config`` that ``declarations`` leaves out (a dict-valued field counts whole)."""
+  """The fields of ``config`` that ``declarations`` leaves out (a declared dict counts whole)."""
   names = []
   for key, value in config.items():
     if isinstance(value, ml_collections.ConfigDict) and key not in declarations:

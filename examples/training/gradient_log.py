@@ -110,6 +110,16 @@ class GradientStatisticsLog(metrics_log.JsonLinesLog):
 
     Records of later steps belong to a run that went on past that checkpoint,
     or to another run in the same work directory.
+
+    Raises:
+      ValueError: naming the file, if it cannot be read: nothing else holds its records.
     """
     if self._enabled and os.path.exists(self.path):
-      self.rewrite([r for r in metrics_log.read(self.path) if r['step'] <= step])
+      try:
+        records = metrics_log.read(self.path)
+        kept = [record for record in records if record['step'] <= step]
+      except (ValueError, KeyError, TypeError) as error:  # No checkpoint holds these records.
+        what = (error if isinstance(error, ValueError)
+                else f'{self.path} holds a record without a step')
+        raise ValueError(f'{what}; repair it or move it aside to continue.') from error
+      self.rewrite(kept)

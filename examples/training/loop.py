@@ -90,18 +90,21 @@ class _Run:
     self.history: list[dict[str, Any]] = []
     self.step = 0
     self.train_sums: Metrics | None = None  # Running sums of the current epoch, on device.
-    saved_steps = self.checkpointer.steps()
-    if saved_steps and not config.resume:
+    try:
+      saved_steps = self.checkpointer.steps()
+      if saved_steps and not config.resume:
+        raise ValueError(
+            f'{workdir} already holds checkpoints (latest step {saved_steps[0]}); pass '
+            '--config.resume=True to continue from them, or choose a new --workdir.'
+        )
+      if saved_steps:
+        self._restore(host_state, resumable_keys)
+      self.log.start(self.history)
+      self.gradient_log = gradient_log.GradientStatisticsLog(workdir)
+      self.gradient_log.start(self.step)
+    except BaseException:
       self.checkpointer.close()
-      raise ValueError(
-          f'{workdir} already holds checkpoints (latest step {saved_steps[0]}); pass '
-          '--config.resume=True to continue from them, or choose a new --workdir.'
-      )
-    if saved_steps:
-      self._restore(host_state, resumable_keys)
-    self.log.start(self.history)
-    self.gradient_log = gradient_log.GradientStatisticsLog(workdir)
-    self.gradient_log.start(self.step)
+      raise
     self.state = self.data_parallel.put_state(host_state)
     self.health = self.data_parallel.put_state(steps.initial_health(self.step))
     # Last: nothing after it raises, so fit's clean-up always closes it.
@@ -127,12 +130,8 @@ class _Run:
             f'{self.data.steps_per_epoch}: the data is not the same.'
         )
 
-    try:
-      restored = self.checkpointer.restore_latest(
-          model_like=_pure(host_state[0]), optimizer_like=_pure(host_state[1]), check=check)
-    except ValueError:
-      self.checkpointer.close()
-      raise
+    restored = self.checkpointer.restore_latest(
+        model_like=_pure(host_state[0]), optimizer_like=_pure(host_state[1]), check=check)
     if restored is None:
       logging.warning('No checkpoint in %s could be restored; training starts from step 0.',
                       self.checkpointer.directory)

@@ -52,7 +52,11 @@ class MetricsLog(JsonLinesLog):
     super().__init__(os.path.join(workdir, 'metrics.jsonl'))
 
   def start(self, history: list[dict]) -> None:
-    """Replaces the records with ``history``: a checkpoint's, or none for a new run."""
+    """Replaces the records with ``history``: a checkpoint's, or none for a new run.
+
+    The checkpoint holds every record up to its step, so a file that cannot be read (not
+    UTF-8, not JSON, not readable) loses nothing: it is replaced with a warning naming it.
+    """
     if self._enabled and os.path.exists(self.path):
       try:
         read(self.path)  # Warns of a record cut short.
@@ -67,18 +71,31 @@ def read(path: str) -> list[dict]:
   A last line that a kill cut short (no newline after it) is dropped with a warning.
 
   Raises:
-    ValueError: naming the file and line, for a record before the last one that is not JSON.
+    ValueError: naming the file (and line): for a record before the last one that is not a
+      JSON object, for bytes that are not UTF-8, and for a file that cannot be read (a
+      directory, no permission).
   """
-  with open(path) as f:
-    lines = f.read().split('\n')
+  try:
+    with open(path, 'rb') as f:
+      data = f.read()
+  except OSError as error:
+    raise ValueError(f'{path} cannot be read: [Errno {error.errno}] {error.strerror}') from error
+  lines = data.split(b'\n')
   records = []
   for number, line in enumerate(lines, 1):
     if not line.strip():
       continue
     try:
-      records.append(json.loads(line))
+      record = json.loads(line.decode())
+    except UnicodeDecodeError as error:
+      raise ValueError(f'{path}, line {number}, is not UTF-8 text: {error.reason} at byte '
+                       f'{error.start} of the line') from error
     except ValueError as error:
       if number < len(lines):  # Followed by a newline: not cut short by a kill.
         raise ValueError(f'{path}, line {number}, is not a JSON record: {error}') from error
       logging.warning('%s: dropped line %d, a record cut short (by a kill?).', path, number)
+      continue
+    if not isinstance(record, dict):  # A ValueError, as for any line that is not a record.
+      raise ValueError(f'{path}, line {number}, is not a JSON record: {line.decode()[:80]}')  # noqa: TRY004
+    records.append(record)
   return records

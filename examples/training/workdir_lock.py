@@ -43,6 +43,7 @@ class WorkdirLock:
   Raises:
     WorkdirInUseError: on entering, if another live process holds the lock;
       nothing is written then.
+    WriteError: on entering, naming the lock file if it cannot be opened.
   """
 
   def __init__(self, workdir: str):
@@ -62,7 +63,10 @@ class WorkdirLock:
 
   def _acquire(self) -> int:
     while True:
-      fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      try:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+      except OSError as error:  # A directory, or a file this user may not open.
+        raise errors.WriteError(self.path, error) from error
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:

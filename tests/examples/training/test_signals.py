@@ -158,9 +158,9 @@ def _catches(pid: int, signum: int) -> bool:
 @pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_before_training_stops_the_command_line_at_once(tmp_path, signum):
   process = subprocess.Popen(
-      [sys.executable, '-m', 'examples.main', '--config=examples/image_classification/configs/tiny.py',
-       f'--workdir={tmp_path}/run'], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-      text=True)
+      [sys.executable, '-m', 'examples.main',
+       '--config=examples/image_classification/configs/tiny.py', f'--workdir={tmp_path}/run'],
+      cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   # Python catches SIGINT from its start; the command line catches SIGTERM after SIGINT.
   while not _catches(process.pid, signal.SIGTERM):  # Its first line has run: it is importing.
     assert process.poll() is None
