@@ -60,8 +60,8 @@ def znorm_adam(
     >>> state = tx.init(params)
     >>> grads = {'w': jnp.array([0.5, 1., 3.])}
     >>> updates, state = tx.update(grads, state, params)
-    >>> print(updates['w'])
-    [ 0.09999934  0.09999934 -0.09999934]
+    >>> print([f'{u:.5f}' for u in updates['w']])  # Adam's first step: -0.1 * sign.
+    ['0.10000', '0.10000', '-0.10000']
 
   References:
     Yun, `ZNorm: Z-Score Gradient Normalization Accelerating Skip-Connected

@@ -5,6 +5,7 @@ run; the CPU-only optimization barriers must be absent from it.
 """
 
 import jax
+import jax.export  # Not imported with jax before JAX 0.8.
 import jax.numpy as jnp
 import optax
 import pytest
