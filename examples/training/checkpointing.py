@@ -30,8 +30,10 @@ naming the checkpoint; the checkpoints saved before it stay.
 """
 
 import json
+import logging as logging_std
 import os
 import shutil
+import sys
 import tempfile
 import time
 import zlib
@@ -111,6 +113,37 @@ def _file_checksums(directory: str) -> dict[str, list[int]]:
           crc = zlib.crc32(chunk, crc)
       sums[relative] = [os.path.getsize(path), crc]
   return sums
+
+
+class _QuietOsErrors(logging_std.Filter):
+  """Drops orbax's logs of a write that failed on an ``OSError``: the run reports it in one line.
+
+  Orbax logs such a failure, with its traceback, from each of its writing threads.
+  """
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    if record.levelno < logging_std.ERROR or '/orbax/' not in record.pathname:
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    return errors.os_error_in(error) is None and errors.os_error_in(
+        Exception(record.getMessage())) is None
+
+
+logging_std.getLogger('absl').addFilter(_QuietOsErrors())
+_report_unraisable = sys.unraisablehook
+
+
+def _quiet_closed_loops(unraisable) -> None:
+  """Drops TensorStore's calls into the event loop of an orbax write that failed and closed it.
+
+  They come from its threads, dozens at a time, after the failure the run reports in one line.
+  """
+  error = unraisable.exc_value
+  if not (isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'):
+    _report_unraisable(unraisable)
+
+
+sys.unraisablehook = _quiet_closed_loops
 
 
 def _raise_as_write_error(path: str, error: Exception):

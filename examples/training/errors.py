@@ -4,6 +4,10 @@
 as one line and exits with its ``exit_status``.
 """
 
+import os
+import re
+
+
 class RunStopped(Exception):
   """A run that stopped on purpose or on a fault it names; nothing saved before it is lost."""
 
@@ -36,12 +40,21 @@ class WorkdirInUseError(RunStopped):
   """Another run holds the work directory's lock."""
 
 
-def os_error_in(error: BaseException) -> OSError | None:
-  """The first ``OSError`` in ``error``'s chain of causes, if any (orbax wraps them)."""
+_TENSORSTORE_OS_ERROR = re.compile(r"\[os_error_code='?(\d+)'?\]")
+
+
+def os_error_in(error: BaseException | None) -> OSError | None:
+  """The first ``OSError`` in ``error``'s chain of causes, if any (orbax wraps them).
+
+  TensorStore, which writes orbax's arrays, raises a ``ValueError`` that names the
+  error number (``... File too large [os_error_code='27']``); it counts as that ``OSError``.
+  """
   seen = set()
   while error is not None and id(error) not in seen:
     if isinstance(error, OSError):
       return error
+    if code := _TENSORSTORE_OS_ERROR.search(str(error)):
+      return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
     seen.add(id(error))
     error = error.__cause__ or error.__context__
   return None

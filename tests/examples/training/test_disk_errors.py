@@ -7,7 +7,10 @@ import builtins
 import errno
 import logging
 import os
+import re
+import shutil
 import subprocess
+import sys
 
 import chex
 import pytest
@@ -19,6 +22,7 @@ from examples.training import checkpointing
 from examples.training import errors
 from examples.training import gradient_log
 from examples.training import metrics_log
+from tests.examples.processes import REPO
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
 from tests.examples.saved import without_timing
@@ -141,3 +145,67 @@ def test_a_bad_record_before_the_last_is_an_error_naming_the_line(tmp_path):
   path.write_text('{"epoch": 1}\n{"epo\n{"epoch": 3}\n')
   with pytest.raises(ValueError, match=f'{path}, line 2, is not a JSON record'):
     metrics_log.read(path)
+
+
+def _tiny_process(workdir, *flags, file_size_limit: int | None = None):
+  """``tiny`` run in a process, under ``RLIMIT_FSIZE`` if given: its exit status and output."""
+  limit = ('import resource; '
+           f'resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit},) * 2); '
+           if file_size_limit else '')
+  start = (f'{limit}import os, sys; os.execv(sys.executable, [sys.executable, "-m", '
+           f'"tests.examples.training.tiny", *sys.argv[1:]])')
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(JAX_PLATFORMS='cpu')
+  result = subprocess.run([sys.executable, '-c', start, str(workdir), *flags], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+  return result.returncode, result.stdout + result.stderr
+
+
+def _stopped_with_one_line(status, output, workdir, reason) -> str:
+  assert status == 1, output[-3000:]
+  lines = output.strip().splitlines()
+  assert len(lines) <= 3, output[-3000:]  # At most a couple of lines before the message.
+  match = re.fullmatch(rf'error: cannot write ({re.escape(str(workdir))}/\S+): '
+                       rf'{re.escape(reason)}; the run stopped.', lines[-1])
+  assert match, lines[-1]
+  return match.group(1)
+
+
+def _resume_elsewhere_matches_the_uninterrupted_run(workdir, tmp_path, reference):
+  moved = tmp_path / 'moved'  # Off the faulty disk.
+  shutil.copytree(workdir, moved)
+  _resume_matches_the_uninterrupted_run(moved, reference)
+
+
+@pytest.mark.parametrize('limit, flags, path, kept', [
+    (2000, (), r'checkpoints/3', []),  # The first save's files are larger than that.
+    (6000, ('--log-gradient-statistics',), r'events\.out\.tfevents\..*', [15, 12]),
+])
+def test_a_file_too_large_stops_the_run_with_one_line(reference, tmp_path, limit, flags, path,
+                                                      kept):
+  workdir = tmp_path / 'run'
+  status, output = _tiny_process(workdir, *flags, file_size_limit=limit)
+  written = _stopped_with_one_line(status, output, workdir, '[Errno 27] File too large')
+  assert re.fullmatch(f'{re.escape(str(workdir))}/{path}', written), written
+  assert saved_steps(workdir) == kept
+  if kept:
+    _resume_elsewhere_matches_the_uninterrupted_run(workdir, tmp_path, reference)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason='mounting a tmpfs needs root')
+def test_a_full_tmpfs_stops_the_run_with_one_line_and_keeps_the_saved_checkpoints(reference,
+                                                                                   tmp_path):
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  if subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', str(disk)],
+                    capture_output=True, check=False).returncode:
+    pytest.skip('this machine does not let root mount a tmpfs')
+  try:
+    status, output = _tiny_process(disk / 'run')
+    written = _stopped_with_one_line(status, output, disk / 'run',
+                                     '[Errno 28] No space left on device')
+    assert '/checkpoints/' in written
+    assert saved_steps(disk / 'run')  # The save that failed was not the first.
+    _resume_elsewhere_matches_the_uninterrupted_run(disk / 'run', tmp_path, reference)
+  finally:
+    subprocess.run(['umount', str(disk)], check=True)
