@@ -9,12 +9,13 @@ the signal's default action at once (the process ends by it), also where the
 signal was ignored when the process started.
 
 The command line (:func:`catch_from_start`, the first thing ``examples/main.py``
-does) catches both from its first line: while no training step of this process
-has finished, there is nothing to save, and a signal ends the process at once with
-one line (``stopped before training by SIGTERM: nothing to save.``, status 128 +
-the signal's number). A thread watches for the signals, so this holds while the
-main thread is busy in C++ (an import, a long XLA compile), where Python runs no
-handler; it also stops the process at a second signal there.
+does) catches both from its first line: until the first training step is compiled
+and dispatched, and again once training has ended, there is nothing to save, and a
+signal ends the process at once with one line (``stopped before training by
+SIGTERM: nothing to save.``, status 128 + the signal's number). A thread watches
+for the signals, so this holds while the main thread is busy in C++ (an import, a
+long XLA compile), where Python runs no handler; it also stops the process at a
+second signal there. In a multi-process run the processes stop together instead.
 
 In a multi-process run (``jax.distributed``), every process must save at the
 same step. JAX's preemption service owns SIGTERM there: a notice to any process
@@ -23,6 +24,7 @@ called at every step, turns true at the same step everywhere. SIGINT is passed
 on to it as a SIGTERM.
 """
 
+import contextlib
 import os
 import signal
 import sys
@@ -40,6 +42,7 @@ class _FromStart:
   def __init__(self):
     self.exiting = threading.Lock()
     self.training: StopSignals | None = None  # The fit in progress, once its first step runs.
+    self.coordinated = False  # A multi-process fit: its processes stop together, not at once.
     self.trained = False  # Whether a fit has ended: its checkpoints are saved.
     self.seen = 0  # Signals the watcher has read since training began.
     self.cleanups: list[Callable[[], None]] = []
@@ -51,8 +54,8 @@ _from_start: _FromStart | None = None
 def catch_from_start() -> None:
   """Catches SIGTERM and SIGINT from now on in this process (call it from the main thread).
 
-  Until a training step finishes, either ends the process at once with one line on
-  stderr; later, :class:`StopSignals` handles them.
+  Outside training, either ends the process at once with one line on stderr; in
+  training, :class:`StopSignals` handles them.
   """
   global _from_start
   _from_start = _FromStart()
@@ -76,21 +79,17 @@ def _exit_at_once(signum: int, message: str) -> None:
   if not _from_start.exiting.acquire(blocking=False):
     return  # The other thread is exiting already.
   for cleanup in reversed(_from_start.cleanups):
-    try:
+    with contextlib.suppress(OSError):  # A file left behind is handled by the next run.
       cleanup()
-    except OSError:
-      pass  # Exiting on a signal: a file left behind is handled by the next run.
-  sys.stderr.write(message + '\n')
-  sys.stderr.flush()
+  os.write(sys.stderr.fileno(), (message + '\n').encode())  # No lock the main thread may hold.
   os._exit(128 + signum)
 
 
 def _nothing_to_save(signum: int) -> None:
   name = signal.Signals(signum).name
-  if _from_start.trained:
-    _exit_at_once(signum, f'stopped by {name} outside training: every checkpoint is saved; '
-                          'rerun with --config.resume=True to go on.')
-  _exit_at_once(signum, f'stopped before training by {name}: nothing to save.')
+  _exit_at_once(signum, f'stopped by {name} outside training: every checkpoint is saved; rerun '
+                        'with --config.resume=True to go on.' if _from_start.trained else
+                f'stopped before training by {name}: nothing to save.')
 
 
 def _before_training(signum: int, frame) -> None:
@@ -102,7 +101,7 @@ def _watch(read_end: int) -> None:
   """Acts on signals while the main thread may run no Python (the C handler wrote their numbers)."""
   while data := os.read(read_end, 64):
     for signum in data:
-      if signum not in _SIGNALS:
+      if signum not in _SIGNALS or _from_start.coordinated:
         continue
       if _from_start.training is None:
         _nothing_to_save(signum)
@@ -133,6 +132,8 @@ class StopSignals:
       return self  # Python delivers signals to the main thread only.
     # jax.distributed.initialize starts the preemption service, whose notifier owns SIGTERM.
     self._coordinated = jax.process_count() > 1 and jax.config.jax_enable_preemption_service
+    if _from_start is not None:
+      _from_start.coordinated = self._coordinated
     for signum in _SIGNALS:
       if signum == signal.SIGTERM and self._coordinated:
         continue
@@ -143,7 +144,7 @@ class StopSignals:
     self._restore()
     if _from_start is not None:
       _from_start.trained |= _from_start.training is self
-      _from_start.training = None
+      _from_start.training, _from_start.coordinated = None, False
 
   def _restore(self) -> None:
     for signum, handler in self._previous.items():
@@ -152,8 +153,8 @@ class StopSignals:
 
   def _handle(self, signum: int, frame) -> None:
     del frame
-    if _from_start is not None and _from_start.training is None:
-      _nothing_to_save(signum)  # No step has finished: the command line exits at once.
+    if _from_start is not None and _from_start.training is None and not self._coordinated:
+      _nothing_to_save(signum)  # No step has run: the command line exits at once.
       return
     if self.received is not None:
       self._restore()
