@@ -59,8 +59,10 @@ def _config(tiny, **overrides):
   config = tiny.get_config()
   config.update({'platform': 'cpu', 'parallel': 'none', 'num_epochs': 2,
                  'checkpoint_every_steps': 1000, 'compilation_cache': True, **overrides})
+  if config.example == 'image_classification':
+    config.batch_size = 256  # 5 steps per epoch.
   if config.example == 'unet_segmentation':
-    config.model = 'unet'
+    config.update(model='unet', synthetic_train_size=32, synthetic_eval_size=8)
   return config
 
 
