@@ -56,7 +56,7 @@ def _config_path(argv: list[str]) -> str:
 
 
 def _config_file_error(error: BaseException, path: str) -> str | None:
-  """``--config=<path>, line <n> does not load: <error>`` if ``error`` arose in that file."""
+  """``--config=<path>, line <n>, does not load: <error>`` if ``error`` arose in that file."""
   cause = error
   while cause.__cause__ is not None:
     cause = cause.__cause__
@@ -67,12 +67,8 @@ def _config_file_error(error: BaseException, path: str) -> str | None:
             if path and os.path.abspath(frame.filename) == os.path.abspath(path)]
   if not path or not lines:
     return None
-  reason = text.strip().splitlines()[-1].strip() if text.strip() else ''
-  if 'Traceback (most recent call last)' in text:  # The last line of the traceback says what.
-    reason = re.split(r'\^+', text)[-1].strip()
-    reason = reason[reason.rfind('File "'):] if 'File "' in reason else reason
-    reason = re.sub(r'^File "[^"]*", line \d+, in \S+ ', '', _one_line(reason))
-    reason = re.sub(r'^.*?(\w+Error: )', r'\1', reason)
+  if 'Traceback (most recent call last)' in text:
+    reason = text.strip().splitlines()[-1].strip()  # The traceback's last line: the error.
   else:
     reason = f'{type(cause).__name__}: {_one_line(text)}'
   return f'--config={path}, line {lines[-1]}, does not load: {reason}'
