@@ -41,8 +41,8 @@ Modules: ``task`` (interfaces), ``defaults`` (the core's config fields),
 (processes), ``data`` (in-memory source, padding), ``datasets`` (dataset-name
 checks, optional tfds), ``checkpointing`` (orbax), ``resume`` (same-run check,
 ``load_model``), ``metrics_log`` (JSONL), ``tensorboard_log`` (event files),
-``gradient_log`` (per-layer gradient statistics), ``validation`` (config and
-work directory checks), ``cli`` (the shared command line), ``loop`` (the
+``gradient_log`` (per-layer gradient statistics), ``fields`` (what each config
+field accepts), ``validation`` (config and work directory checks), ``cli`` (the shared command line), ``loop`` (the
 training loop), ``stop_signals`` (SIGTERM, SIGINT, preemption notices),
 ``workdir_lock`` (one run per work directory) and ``errors`` (why a run
 stopped).
