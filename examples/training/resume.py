@@ -16,6 +16,7 @@ RESUMABLE_KEYS = (
     'num_epochs', 'resume', 'log_every_steps', 'checkpoint_every_steps', 'progress_bar',
     'parallel', 'platform', 'on_nonfinite', 'max_nonfinite_steps', 'coordinator_address',
     'num_processes', 'process_id', 'log_gradient_statistics',
+    'fixed_on_resume',  # It trains nothing; checkpoints written before it have none.
 )
 """Config fields a resumed run may change; every other field must equal the checkpoint's."""
 

@@ -244,3 +244,14 @@ def test_load_model_reads_the_model_alone(reference, monkeypatch):
   chex.assert_trees_all_equal(params, model)
   with pytest.raises(ValueError, match=r'\(width: 8 there, 4 now\)'):
     resume.load_model(tiny.config(width=4), str(reference[0]), tiny.TASK)
+
+
+def test_fixed_on_resume_takes_a_field_out_of_those_that_may_change():
+  config = tiny.config(fixed_on_resume=('num_epochs',))
+  saved = resume.config_to_json(config)
+  del saved['fixed_on_resume']  # As a checkpoint written before the field existed.
+  resume.check_same_run(saved, config, 'ckpt')
+  with pytest.raises(ValueError, match=r'other settings \(num_epochs: 2 there, 3 now\)'):
+    resume.check_same_run(saved, tiny.config(fixed_on_resume=('num_epochs',), num_epochs=3),
+                          'ckpt')
+  resume.check_same_run(saved, tiny.config(num_epochs=3), 'ckpt')  # Not fixed: it may change.
