@@ -32,21 +32,16 @@ groups, stacked axes after a reduced one, ``axis_name``, leaves sharded over
 Explicit mesh axes) take the XLA path, leaf by leaf. Pallas calls have no
 derivative rules: a custom JVP differentiates the XLA path instead.
 
-Whether the kernels are used is decided by :func:`selected`: the factories'
-``kernels`` option, else the environment variable ``ZNORM_OPTAX_KERNELS``
-(``xla``, ``auto`` or ``pallas``), else ``_DEFAULT_KERNELS``. Under ``auto``
-and ``pallas`` the platform a computation is lowered for picks the branch
-(``lax.platform_dependent``), so a CPU computation in a process whose default
-backend is a GPU still lowers, and an ahead-of-time lowering for ``cuda`` on a
-host without a GPU takes the kernels. Where this JAX cannot lower Pallas
-kernels for a GPU platform (checked once per process, on a tiny kernel), that
-platform takes the XLA path, with a logged warning.
+They are opt-in, ``kernels='pallas'`` (:mod:`znorm_optax._paths`), on the
+Triton backend that JAX 0.11 deprecates; off GPUs they run in interpret mode,
+for tests. Where this JAX cannot lower them for a GPU platform (checked once
+per process, on a tiny kernel), that platform takes the grouped XLA path, with
+a logged warning.
 """
 
 import functools
 import logging
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,16 +57,7 @@ try:  # The Triton backend is deprecated; a JAX without it takes the XLA path.
 except ImportError:  # pragma: no cover - depends on the installed JAX.
   pl = pl_triton = None
 
-KERNELS_ENV = 'ZNORM_OPTAX_KERNELS'
-CHOICES = ('auto', 'xla', 'pallas')
 KERNEL_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
-# 'xla': the XLA path everywhere. 'auto': Pallas on GPUs, XLA on CPUs and TPUs.
-# 'pallas': Pallas everywhere, in interpret mode off GPUs (for tests; slow).
-# 'xla' until a GPU run of the current kernels passes (benchmarks/gpu_check.sh):
-# their bfloat16 and stacked-row paths have only run in interpret mode, and
-# JAX 0.11 deprecates the Triton backend they are written for.
-_DEFAULT_KERNELS = 'xla'
-
 _log = logging.getLogger(__name__)
 
 BLOCK = 8192
@@ -86,24 +72,6 @@ _NUM_WARPS = 8
 # to [1, 253] so that 2**(e - 127) and its reciprocal are both normal numbers.
 _MANTISSA_BITS = 23
 _MIN_EXPONENT, _MAX_EXPONENT = 1, 253
-
-
-def check_choice(kernels: str | None, caller: str) -> None:
-  """Rejects a `kernels` option other than None, 'auto', 'xla' and 'pallas'."""
-  if kernels is not None and kernels not in CHOICES:
-    raise ValueError(f'{caller}: kernels must be one of auto, xla or pallas (or None for '
-                     f'${KERNELS_ENV}, else the default), got {kernels!r}.')
-
-
-def selected(kernels: str | None = None) -> str:
-  """The path: `kernels` if given, else ``$ZNORM_OPTAX_KERNELS``, else `_DEFAULT_KERNELS`."""
-  if kernels is not None:
-    return kernels
-  choice = os.environ.get(KERNELS_ENV, _DEFAULT_KERNELS)
-  if choice not in CHOICES:
-    raise ValueError(
-        f'{KERNELS_ENV} must be one of xla, pallas or auto, got {choice!r}.')
-  return choice
 
 
 def supports(leaf: jax.Array, axes: Sequence[int], axis_name: Any) -> bool:
@@ -153,24 +121,11 @@ def _is_sharded_explicitly(x) -> bool:
   return bool(explicit & used)
 
 
-def standardized(leaves: Sequence[jax.Array], axes: Sequence[tuple[int, ...]], eps: Any,
-                 kernels: str) -> list[jax.Array]:
-  """``(g - mean) / (std + eps)`` of each leaf over its `axes`, which :func:`supports`.
-
-  The platform the computation is lowered for picks the branch: the kernels on
-  GPUs (where they lower); elsewhere the XLA path, or with ``kernels ==
-  'pallas'`` the kernels in interpret mode.
-  """
-  axes = tuple(tuple(a) for a in axes)
-  xla = functools.partial(_xla_standardized, axes)
-  with_kernels = functools.partial(_standardized, False, axes)
-  # One function object for both GPU platforms, so that they share a branch.
-  on_gpu = {platform: with_kernels if lowers_for(platform) else xla
-            for platform in ('cuda', 'rocm')}
-  interpreted = kernels == 'pallas' and pl is not None
-  elsewhere = functools.partial(_standardized, True, axes) if interpreted else xla
-  return jax.lax.platform_dependent(
-      jnp.asarray(eps, jnp.float32), list(leaves), **on_gpu, default=elsewhere)
+def standardized(leaves: Sequence[jax.Array], axes: Sequence[tuple[int, ...]], eps: Any, *,
+                 interpret: bool) -> list[jax.Array]:
+  """``(g - mean) / (std + eps)`` of each leaf over its `axes`, which :func:`supports`."""
+  return _standardized(interpret, tuple(tuple(a) for a in axes),
+                       jnp.asarray(eps, jnp.float32), list(leaves))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))

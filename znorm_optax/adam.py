@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import optax
 
 from znorm_optax import _leaves
-from znorm_optax import _pallas
+from znorm_optax import _paths
 from znorm_optax.normalization import znorm
 
 
@@ -45,8 +45,8 @@ def znorm_adam(
     stacked_axes: axes that index separate tensors; see :func:`znorm`.
     axis_name: the mapped axis over which devices hold slices of each leaf;
       see :func:`znorm`.
-    kernels: ``'auto'``, ``'xla'`` or ``'pallas'``: how ZNorm's statistics are
-      computed; see :func:`znorm`.
+    kernels: ``'auto'``, ``'xla'``, ``'grouped'`` or ``'pallas'``: how ZNorm's
+      statistics are computed on each platform; see :func:`znorm`.
 
   Returns:
     A :class:`optax.GradientTransformation`.
@@ -72,7 +72,7 @@ def znorm_adam(
     <https://arxiv.org/abs/1412.6980>`_, 2014.
   """
   _leaves.check_eps(znorm_eps, 'znorm_eps', 'znorm_adam')  # Named as the caller knows it.
-  _pallas.check_choice(kernels, 'znorm_adam')
+  _paths.check_choice(kernels, 'znorm_adam')
   _leaves.check_static_options(
       'znorm_adam', mask=mask, per_channel=per_channel, stacked_axes=stacked_axes)
   return optax.chain(

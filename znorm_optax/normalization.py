@@ -5,8 +5,7 @@ import jax.numpy as jnp
 import optax
 
 from znorm_optax import _leaves
-from znorm_optax import _moments
-from znorm_optax import _pallas
+from znorm_optax import _paths
 
 
 def znorm(
@@ -74,18 +73,23 @@ def znorm(
       of them) over which each device holds a slice of every leaf. The
       statistics are reduced across it, so they are those of the whole leaf.
       The slices must split only axes that a statistic reduces over.
-    kernels: how the statistics are computed. ``'xla'``: XLA's reductions,
-      two reads of each leaf, on every platform. ``'auto'``: one read by Pallas
-      kernels where the computation is lowered for a GPU, XLA elsewhere (CPUs,
-      TPUs), decided when it is lowered. ``'pallas'``: the kernels everywhere,
-      in interpret mode off GPUs (slow; for tests). The kernels take float32,
-      bfloat16 and float16 leaves whose groups are whole leaves or rows of
-      leading ``stacked_axes``; other leaves take XLA's path. ``None`` (the
-      default) reads ``$ZNORM_OPTAX_KERNELS``, else uses ``'xla'``. With the
-      kernels, :func:`jax.export` needs ``disabled_checks`` for their custom
-      call (``'__gpu$xla.gpu.triton'``, which JAX gives no compatibility
-      guarantee), and one export for a GPU and another platform at once needs
-      ``'xla'``: JAX lowers a GPU-only branch for every platform of the export.
+    kernels: how the statistics are computed, per platform. ``'auto'``: each
+      leaf reduced on its own on CPUs (two reads of it, XLA:CPU's cheapest
+      reductions); on GPUs and TPUs the leaves of one shape reduced together,
+      so a step launches a few reductions instead of two per leaf (also two
+      reads of each leaf; see the README's "Performance"). ``'xla'``: each leaf
+      on its own on every platform. ``'grouped'``: the grouped reductions on
+      every platform, e.g. to reproduce a GPU's or TPU's arithmetic on a CPU.
+      ``'pallas'``: Pallas Triton kernels that read each leaf once on GPUs
+      (opt-in: JAX 0.11 deprecates their backend), in interpret mode elsewhere
+      (slow; for tests); they take float32, bfloat16 and float16 leaves whose
+      groups are whole leaves or rows of leading ``stacked_axes``. The platform
+      is the one the step is lowered for. ``None`` (the default) reads
+      ``$ZNORM_OPTAX_KERNELS``, else uses ``'auto'``. With ``'pallas'``,
+      :func:`jax.export` needs ``disabled_checks`` for the kernels' custom call
+      (``'__gpu$xla.gpu.triton'``, which JAX gives no compatibility guarantee),
+      and one export for a GPU and another platform at once needs another
+      choice: JAX lowers a GPU-only branch for every platform of the export.
 
   Returns:
     A :class:`optax.GradientTransformation` with an empty state.
@@ -123,7 +127,7 @@ def znorm(
     <https://arxiv.org/abs/2408.01215>`_, 2024.
   """
   _leaves.check_eps(eps, 'eps', 'znorm')
-  _pallas.check_choice(kernels, 'znorm')
+  _paths.check_choice(kernels, 'znorm')
   _leaves.check_static_options(
       'znorm', mask=mask, per_channel=per_channel, stacked_axes=stacked_axes)
   static_min_size = _leaves.concrete_int(min_size)
@@ -145,7 +149,9 @@ def znorm(
         i for i, (g, size) in enumerate(zip(leaves, sizes))
         if g.size > 0 and (static_min_size is None or size >= static_min_size)
     ]
-    outputs = _standardized(leaves, axes, normalized, eps, axis_name, kernels)
+    outputs = dict(zip(normalized, _paths.standardized(
+        [leaves[i] for i in normalized], [axes[i] for i in normalized], eps,
+        axis_name=axis_name, kernels=kernels)))
     for i in normalized:
       g = leaves[i]
       output = outputs[i].astype(g.dtype)
@@ -156,21 +162,3 @@ def znorm(
   tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
   return tx if mask is None else optax.masked(tx, mask)
 
-
-def _standardized(leaves, axes, indices, eps, axis_name, kernels) -> dict[int, jax.Array]:
-  """Eq. 1 of each leaf in `indices`, by index: Pallas kernels where selected and supported."""
-  kernels = _pallas.selected(kernels)
-  fast = [i for i in indices
-          if kernels != 'xla' and _pallas.supports(leaves[i], axes[i], axis_name)]
-  rest = [i for i in indices if i not in fast]
-  outputs = {}
-  if fast:
-    outputs.update(zip(fast, _pallas.standardized(
-        [leaves[i] for i in fast], [axes[i] for i in fast], eps, kernels)))
-  if rest:
-    rest_leaves = [leaves[i] for i in rest]
-    stats = _moments.tree_moments(
-        rest_leaves, [axes[i] for i in rest], rescale=_moments.tiny_stds_matter(eps),
-        axis_name=axis_name)
-    outputs.update(zip(rest, _moments.standardize(rest_leaves, stats, eps)))
-  return outputs

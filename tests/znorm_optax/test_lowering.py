@@ -57,7 +57,7 @@ def test_lowered_for_tpu_and_cpu_at_once_still_runs_here():
 
 
 @pytest.mark.parametrize('platform, kernels', [('cuda', 3), ('rocm', 3), ('tpu', 0)])
-def test_auto_takes_the_kernels_when_lowered_for_gpus_on_this_cpu_host(platform, kernels):
+def test_pallas_takes_the_kernels_when_lowered_for_gpus_on_this_cpu_host(platform, kernels):
   # Every kind of leaf the kernels take: bfloat16 and float16 (upcast as read), stacked
   # rows, small leaves packed into one kernel, large ones a kernel each (a grid of rows
   # by blocks). Per-channel groups take the XLA path.
@@ -67,12 +67,12 @@ def test_auto_takes_the_kernels_when_lowered_for_gpus_on_this_cpu_host(platform,
            'small_layers': jax.ShapeDtypeStruct((12, 8, 8), jnp.bfloat16),
            'per_channel': jax.ShapeDtypeStruct((3, 3, 8, 16), jnp.float32)}
   stacked = {'bf16': None, 'f16': None, 'layers': 0, 'small_layers': 0, 'per_channel': None}
-  tx = znorm_optax.znorm(kernels='auto', stacked_axes=stacked)
+  tx = znorm_optax.znorm(kernels='pallas', stacked_axes=stacked)
   text = jax.jit(lambda g: tx.update(g, None)[0]).trace(grads).lower(
       lowering_platforms=(platform,)).as_text()
   assert text.count('@__gpu$xla.gpu.triton') == kernels
   assert 'optimization_barrier' not in text
-  per_channel = znorm_optax.znorm(kernels='auto', per_channel=True)
+  per_channel = znorm_optax.znorm(kernels='pallas', per_channel=True)
   text = jax.jit(lambda g: per_channel.update(g, None)[0]).trace(
       {'per_channel': grads['per_channel']}).lower(lowering_platforms=(platform,)).as_text()
   assert 'triton' not in text
@@ -88,9 +88,10 @@ def test_export_of_the_kernels_for_a_gpu_and_of_xla_for_gpu_and_cpu_at_once():
   # The Triton custom call has no compatibility guarantee: exported only when allowed.
   triton = jax.export.DisabledSafetyCheck.custom_call('__gpu$xla.gpu.triton')
   with pytest.raises(ValueError, match='compatibility guarantees'):
-    jax.export.export(update('auto'), platforms=('cuda',))(grads)
-  exported = jax.export.export(update('auto'), platforms=('cuda',), disabled_checks=[triton])
+    jax.export.export(update('pallas'), platforms=('cuda',))(grads)
+  exported = jax.export.export(update('pallas'), platforms=('cuda',), disabled_checks=[triton])
   assert 'xla.gpu.triton' in exported(grads).mlir_module()
-  # A GPU and the CPU in one export: the XLA path, run here on the CPU.
-  exported = jax.export.export(update('xla'), platforms=('cuda', 'cpu'))(grads)
-  reference.assert_close(exported.call(grads)['w'], reference.znorm(grads['w']))
+  # A GPU and the CPU in one export: XLA paths only (the default's, or 'xla'), run here.
+  for kernels in (None, 'xla'):
+    exported = jax.export.export(update(kernels), platforms=('cuda', 'cpu'))(grads)
+    reference.assert_close(exported.call(grads)['w'], reference.znorm(grads['w']))

@@ -17,13 +17,14 @@ from jax.sharding import PartitionSpec as P
 import znorm_optax
 from tests.znorm_optax import reference
 from znorm_optax import _pallas
+from znorm_optax import _paths
 
 BIGGEST = float(np.finfo(np.float32).max)
 
 
 @pytest.fixture
 def pallas(monkeypatch):
-  monkeypatch.setenv(_pallas.KERNELS_ENV, 'pallas')
+  monkeypatch.setenv(_paths.KERNELS_ENV, 'pallas')
 
 
 def _kernel_calls(fn, *args) -> int:
@@ -40,18 +41,18 @@ def _leaf(rng, shape, mean=0.0, std=1.0):
   return jnp.asarray(mean + std * rng.standard_normal(shape), jnp.float32)
 
 
-def test_default_is_the_xla_path_until_a_gpu_run_passes(monkeypatch):
-  monkeypatch.delenv(_pallas.KERNELS_ENV, raising=False)
-  assert _pallas._DEFAULT_KERNELS == 'xla'
+def test_the_kernels_are_opt_in(monkeypatch):
+  monkeypatch.delenv(_paths.KERNELS_ENV, raising=False)
+  assert _paths.DEFAULT == 'auto'
   grads = {'w': _leaf(np.random.default_rng(9), (4, 4))}
   assert 'pallas_call' not in str(jax.make_jaxpr(znorm_optax.znorm().update)(grads, None))
-  # auto: the kernels in the GPU branch only; this CPU runs the XLA branch.
-  monkeypatch.setenv(_pallas.KERNELS_ENV, 'auto')
+  # pallas: the kernels in the GPU branch, interpreted in the others (this CPU's).
+  monkeypatch.setenv(_paths.KERNELS_ENV, 'pallas')
   jaxpr = str(jax.make_jaxpr(znorm_optax.znorm().update)(grads, None))
-  assert jaxpr.count('interpret=False') == 1 and 'interpret=True' not in jaxpr
+  assert jaxpr.count('interpret=False') == 1 and jaxpr.count('interpret=True') == 1
   reference.assert_close(_normalized(grads)['w'], reference.znorm(grads['w']))
-  monkeypatch.setenv(_pallas.KERNELS_ENV, 'triton')
-  with pytest.raises(ValueError, match=_pallas.KERNELS_ENV):
+  monkeypatch.setenv(_paths.KERNELS_ENV, 'triton')
+  with pytest.raises(ValueError, match=_paths.KERNELS_ENV):
     znorm_optax.znorm().update(grads, None)
 
 
@@ -207,26 +208,26 @@ def test_other_groups_fall_back_to_xla(pallas):
 
 def test_kernels_option_overrides_the_environment(monkeypatch):
   grads = {'w': _leaf(np.random.default_rng(8), (40, 5))}
-  monkeypatch.setenv(_pallas.KERNELS_ENV, 'pallas')
+  monkeypatch.setenv(_paths.KERNELS_ENV, 'pallas')
   for kernels, calls, env in (('xla', 0, 'pallas'), ('pallas', 1, None)):
     if env is None:
-      monkeypatch.delenv(_pallas.KERNELS_ENV)
+      monkeypatch.delenv(_paths.KERNELS_ENV)
     assert _kernel_calls(znorm_optax.znorm(kernels=kernels).update, grads, None) == calls
     tx = znorm_optax.znorm_adam(1e-3, kernels=kernels)
     assert _kernel_calls(tx.update, grads, tx.init(grads), grads) == calls
   reference.assert_close(_normalized(grads, kernels='pallas')['w'], reference.znorm(grads['w']))
   for factory in (znorm_optax.znorm, lambda **kw: znorm_optax.znorm_adam(1e-3, **kw)):
-    with pytest.raises(ValueError, match=r"kernels must be one of auto, xla or pallas.*'triton'"):
+    with pytest.raises(ValueError, match=r"kernels must be one of auto, xla, grouped, pallas.*'triton'"):
       factory(kernels='triton')
 
 
-def test_a_jax_that_cannot_lower_the_kernels_takes_the_xla_path(monkeypatch, caplog):
+def test_a_jax_that_cannot_lower_the_kernels_takes_the_grouped_xla_path(monkeypatch, caplog):
   # Simulated: the probe's lowering of a tiny kernel fails as an older or newer JAX might.
   def broken(*args, **kwargs):
     raise NotImplementedError('no Triton lowering in this JAX')
 
   def lowered_for_cuda():  # A fresh function each time: nothing cached from the last trace.
-    update = jax.jit(lambda g: znorm_optax.znorm(kernels='auto').update(g, None)[0])
+    update = jax.jit(lambda g: znorm_optax.znorm(kernels='pallas').update(g, None)[0])
     return update.trace(grads).lower(lowering_platforms=('cuda',)).as_text()
 
   grads = {'w': jax.ShapeDtypeStruct((300, 20), jnp.float32)}
@@ -282,7 +283,7 @@ def test_derivatives_are_those_of_the_xla_path(pallas, monkeypatch):
   # The JVP rule is the XLA path's.
   assert 'pallas_call' not in str(jax.make_jaxpr(jax.grad(objective))(grads))
   with_kernels = derivatives()
-  monkeypatch.setenv(_pallas.KERNELS_ENV, 'xla')
+  monkeypatch.setenv(_paths.KERNELS_ENV, 'xla')
   without_kernels = derivatives()
   chex.assert_tree_all_finite(with_kernels)
   chex.assert_trees_all_close(with_kernels, without_kernels, rtol=1e-6, atol=1e-6)

@@ -1,0 +1,117 @@
+"""Which statistics path each leaf takes, on each platform.
+
+Three paths compute the same eq. 1:
+
+* per leaf (:mod:`znorm_optax._moments`): every leaf reduced on its own, two
+  reads of it. Every option and input, including rescaling for tiny ``eps``;
+  the CPU default, where its reductions are the cheapest.
+* grouped (:mod:`znorm_optax._grouped`): the leaves of one shape reduced
+  together, two reads of each; a few reductions per step instead of two per
+  leaf. The GPU and TPU default.
+* Pallas (:mod:`znorm_optax._pallas`): Triton kernels that read each leaf once,
+  on GPUs only, opt-in.
+
+The factories' ``kernels`` option, else ``$ZNORM_OPTAX_KERNELS``, else
+``'auto'``, picks the paths per platform (:data:`PLATFORM_PATHS`). The platform
+is the one the step is lowered for (``lax.platform_dependent``), so an
+ahead-of-time lowering for a TPU on a CPU host takes the TPU's path.
+"""
+
+import functools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+
+from znorm_optax import _grouped
+from znorm_optax import _leaves
+from znorm_optax import _moments
+from znorm_optax import _pallas
+
+KERNELS_ENV = 'ZNORM_OPTAX_KERNELS'
+DEFAULT = 'auto'
+PLATFORM_PATHS = {
+    'auto': {'cpu': 'per_leaf', 'cuda': 'stacked', 'rocm': 'stacked', 'tpu': 'variadic',
+             'default': 'per_leaf'},
+    'xla': {'default': 'per_leaf'},
+    'grouped': {'tpu': 'variadic', 'default': 'stacked'},
+    'pallas': {'cuda': 'pallas', 'rocm': 'pallas', 'default': 'pallas_interpreted'},
+}
+"""For each choice, the path on each platform: 'stacked' and 'variadic' are the
+grouped path's two layouts; 'pallas_interpreted' runs the kernels in interpret
+mode (for tests)."""
+CHOICES = tuple(PLATFORM_PATHS)
+
+
+def check_choice(kernels: str | None, caller: str) -> None:
+  """Rejects a `kernels` option that is not None or one of :data:`CHOICES`."""
+  if kernels is not None and kernels not in CHOICES:
+    raise ValueError(f'{caller}: kernels must be one of {", ".join(CHOICES)} (or None for '
+                     f'${KERNELS_ENV}, else {DEFAULT!r}), got {kernels!r}.')
+
+
+def selected(kernels: str | None = None) -> str:
+  """The choice: `kernels` if given, else ``$ZNORM_OPTAX_KERNELS``, else :data:`DEFAULT`."""
+  if kernels is not None:
+    return kernels
+  choice = os.environ.get(KERNELS_ENV, DEFAULT)
+  if choice not in CHOICES:
+    raise ValueError(f'{KERNELS_ENV} must be one of {", ".join(CHOICES)}, got {choice!r}.')
+  return choice
+
+
+def standardized(
+    leaves: Sequence[jax.Array],
+    axes: Sequence[tuple[int, ...]],
+    eps: Any,
+    *,
+    axis_name: _leaves.AxisName,
+    kernels: str | None,
+) -> list[jax.Array]:
+  """Eq. 1 of each leaf over its `axes`, in its accumulation dtype, each on its path."""
+  if not leaves:
+    return []
+  paths = dict(PLATFORM_PATHS[selected(kernels)])
+  for platform in ('cuda', 'rocm'):
+    if paths.get(platform) == 'pallas' and not _pallas.lowers_for(platform):
+      paths[platform] = 'stacked'
+  # Decided here, where a Python eps is still concrete; branches get it by closure.
+  rescale = _moments.tiny_stds_matter(eps)
+  # One function per path, so that platforms on the same path share a branch.
+  on_path = {path: functools.partial(_on_path, path, tuple(map(tuple, axes)), axis_name, eps,
+                                     rescale) for path in set(paths.values())}
+  branches = {platform: on_path[path] for platform, path in paths.items()}
+  if len(branches) == 1:
+    return branches['default'](list(leaves))
+  return jax.lax.platform_dependent(list(leaves), **branches)
+
+
+def _on_path(path, axes, axis_name, eps, rescale, leaves):
+  """Each leaf on `path` where that path takes it, on the per-leaf path otherwise."""
+  if path in ('stacked', 'variadic'):
+    taken = [] if rescale else [i for i, g in enumerate(leaves) if _grouped.supports(g)]
+  elif path.startswith('pallas'):
+    taken = [i for i, g in enumerate(leaves) if _pallas.supports(g, axes[i], axis_name)]
+  else:
+    taken = []
+  outputs = [None] * len(leaves)
+  if taken:
+    chosen = [leaves[i] for i in taken]
+    chosen_axes = [axes[i] for i in taken]
+    if path.startswith('pallas'):
+      results = _pallas.standardized(chosen, chosen_axes, eps,
+                                     interpret=path == 'pallas_interpreted')
+    else:
+      results = _grouped.standardized(chosen, chosen_axes, eps, layout=path,
+                                      axis_name=axis_name)
+    for i, result in zip(taken, results):
+      outputs[i] = result
+  rest = [i for i in range(len(leaves)) if outputs[i] is None]
+  if rest:
+    rest_leaves = [leaves[i] for i in rest]
+    moments = _moments.tree_moments(rest_leaves, [axes[i] for i in rest], rescale=rescale,
+                                    axis_name=axis_name)
+    for i, result in zip(rest, _moments.standardize(rest_leaves, moments, eps)):
+      outputs[i] = result
+  return outputs
