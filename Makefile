@@ -3,6 +3,11 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 PYTEST_WORKERS ?= auto
+# The library's declared lower bounds (pyproject.toml's `>=` read as `==`), with what its tests
+# import besides; `make test` runs the library's tests with them too.
+LOWER_BOUNDS_VENV := $(VENV)/lower-bounds
+LOWER_BOUNDS_PYTHON := $(LOWER_BOUNDS_VENV)/bin/python
+LOWER_BOUNDS_INSTALLED := $(LOWER_BOUNDS_VENV)/.installed
 
 .PHONY: demo lm-study test lint bench docs clean
 
@@ -10,6 +15,15 @@ $(INSTALLED): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(LOWER_BOUNDS_INSTALLED): pyproject.toml
+	test -x $(LOWER_BOUNDS_PYTHON) || python3 -m venv $(LOWER_BOUNDS_VENV)
+	$(LOWER_BOUNDS_PYTHON) -m pip install --quiet --upgrade pip
+	$(LOWER_BOUNDS_PYTHON) -m pip install --quiet $$($(LOWER_BOUNDS_PYTHON) -c "import tomllib; \
+	  print(*(d.replace('>=', '==') for d in \
+	          tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))") \
+	  flax scikit-learn pytest pytest-xdist
 	touch $@
 
 demo: $(INSTALLED)
@@ -23,9 +37,11 @@ lm-study: $(INSTALLED)
 
 # Two sessions: the examples', benchmarks' and notebooks' tests compile with XLA:CPU's older
 # fusion emitters, which is faster; the library's keep XLA's defaults (tests/conftest.py).
-test: $(INSTALLED)
+test: $(INSTALLED) $(LOWER_BOUNDS_INSTALLED)
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=10 znorm_optax tests/znorm_optax \
 	  tests/test_docs.py tests/test_packaging.py
+	$(LOWER_BOUNDS_PYTHON) -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider znorm_optax \
+	  tests/znorm_optax
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests/examples tests/benchmarks \
 	  tests/notebooks
 

@@ -59,7 +59,8 @@ class StackedAxesTest(chex.TestCase):
       updates, _ = self.variant(tx.update)(grads, None)
       for name, g in grads.items():
         expected = reference.per_slice(reference.znorm, g, expected_axes[name], min_size=0)
-        reference.assert_close(updates[name], expected, err_msg=f'{form} {name}')
+        # JAX 0.7.2's XLA:CPU sums these groups in another order: errors up to 1.1e-6.
+        reference.assert_close(updates[name], expected, atol=2e-6, err_msg=f'{form} {name}')
 
   def test_several_and_negative_axes(self):
     g = trees.random_leaf(np.random.default_rng(2), (2, 5, 3, 4), jnp.float32)
@@ -216,10 +217,11 @@ def test_stacked_axes_from_specs_finds_the_named_axis():
 class _NamedBlock(nnx.Module):
 
   def __init__(self, rngs):
-    names = lambda *axes: nnx.with_partitioning(nnx.initializers.lecun_normal(), axes)
-    self.linear = nnx.Linear(6, 6, kernel_init=names('in', 'out'),
-                             bias_init=nnx.with_partitioning(nnx.initializers.zeros_init(),
-                                                             ('out',)), rngs=rngs)
+    # Names only, no mesh to place them on (eager_sharding=False: Flax 0.12.0 has no
+    # nnx.use_eager_sharding).
+    names = lambda init, *axes: nnx.with_partitioning(init, axes, eager_sharding=False)
+    self.linear = nnx.Linear(6, 6, kernel_init=names(nnx.initializers.lecun_normal(), 'in', 'out'),
+                             bias_init=names(nnx.initializers.zeros_init(), 'out'), rngs=rngs)
     self.unnamed = nnx.Linear(6, 6, rngs=rngs)
 
 
@@ -229,8 +231,7 @@ def test_stacked_axes_from_the_axis_names_nnx_vmap_records():
   def make_blocks(rngs):
     return _NamedBlock(rngs)
 
-  with nnx.use_eager_sharding(False):  # Names only: no mesh to place them on.
-    blocks = make_blocks(nnx.Rngs(0))
+  blocks = make_blocks(nnx.Rngs(0))
   specs = nnx.to_pure_dict(nnx.get_partition_spec(nnx.state(blocks, nnx.Param)))
   axes = znorm_optax.stacked_axes_from_specs(specs, 'layers')
   # A parameter without axis names gets none from nnx.vmap either: it is not found.
