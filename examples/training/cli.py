@@ -74,10 +74,10 @@ def _config_file_error(error: BaseException, path: str) -> str | None:
   return f'--config={path}, line {lines[-1]}, does not load: {reason}'
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
+def _parse_flags(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> list[str]:
   """Parses ``argv``; a bad flag ends the program with one line that names it."""
   try:
-    return FLAGS(argv)
+    return flag_values(argv)
   except SyntaxError as error:  # In the --config file.
     sys.exit(f'error: --config: {error.msg} in {error.filename}, line {error.lineno}')
   except Exception as error:  # A config file can raise anything; named in one line.
@@ -115,6 +115,25 @@ def _remove_empty_directories(top: str) -> None:
       os.rmdir(directory)
 
 
+@contextlib.contextmanager
+def workdir_removed_if_left_empty(workdir: str):
+  """Removes ``workdir`` at the end, also at a signal's exit, if it was made here and holds no file.
+
+  A run refused for something only the data shows (a batch larger than the dataset) leaves
+  no work directory behind.
+  """
+  if os.path.lexists(workdir):
+    yield
+    return
+  forget = stop_signals.on_exit_at_once(lambda: _remove_empty_directories(workdir))
+  try:
+    yield
+  finally:
+    forget()
+    if os.path.isdir(workdir):
+      _remove_empty_directories(workdir)
+
+
 def run(main: Callable[[ml_collections.ConfigDict, str], None],
         check_config: Callable[[ml_collections.ConfigDict], None] | None = None) -> None:
   """Parses the flags and calls ``main(config, workdir)``.
@@ -139,23 +158,18 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None],
     if not FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
     config = _load_config()
-    workdir = FLAGS.workdir
-    created = not os.path.lexists(workdir)
-    if created:
-      stop_signals.on_exit_at_once(lambda: _remove_empty_directories(workdir))
     try:
-      if check_config is not None:
-        check_config(config)
-      distributed.initialize(config.coordinator_address, config.num_processes, config.process_id)
-      main(config, workdir)
+      with workdir_removed_if_left_empty(FLAGS.workdir):
+        if check_config is not None:
+          check_config(config)
+        distributed.initialize(config.coordinator_address, config.num_processes,
+                               config.process_id)
+        main(config, FLAGS.workdir)
     except errors.Interrupted as error:
       print(_one_line(str(error)), file=sys.stderr)
       sys.exit(error.exit_status)
     except (ValueError, datasets.DatasetUnavailableError, errors.RunStopped) as error:
       print(f'error: {_one_line(str(error))}', file=sys.stderr)
       sys.exit(getattr(error, 'exit_status', 1))
-    finally:
-      if created and os.path.isdir(workdir):
-        _remove_empty_directories(workdir)
 
   app.run(absl_main, flags_parser=_parse_flags)

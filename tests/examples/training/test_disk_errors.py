@@ -147,7 +147,7 @@ def test_a_bad_record_before_the_last_is_an_error_naming_the_line(tmp_path):
     metrics_log.read(path)
 
 
-def _tiny_process(workdir, *flags, file_size_limit: int | None = None):
+def _tiny_process(workdir, file_size_limit: int | None = None):
   """``tiny`` run in a process, under ``RLIMIT_FSIZE`` if given: its exit status and output."""
   limit = ('import resource; '
            f'resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit},) * 2); '
@@ -156,7 +156,7 @@ def _tiny_process(workdir, *flags, file_size_limit: int | None = None):
            f'"tests.examples.training.tiny", *sys.argv[1:]])')
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env.update(JAX_PLATFORMS='cpu')
-  result = subprocess.run([sys.executable, '-c', start, str(workdir), *flags], cwd=REPO, env=env,
+  result = subprocess.run([sys.executable, '-c', start, str(workdir)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
   return result.returncode, result.stdout + result.stderr
 
@@ -177,19 +177,12 @@ def _resume_elsewhere_matches_the_uninterrupted_run(workdir, tmp_path, reference
   _resume_matches_the_uninterrupted_run(moved, reference)
 
 
-@pytest.mark.parametrize('limit, flags, path, kept', [
-    (2000, (), r'checkpoints/3', []),  # The first save's files are larger than that.
-    (6000, ('--log-gradient-statistics',), r'events\.out\.tfevents\..*', [15, 12]),
-])
-def test_a_file_too_large_stops_the_run_with_one_line(reference, tmp_path, limit, flags, path,
-                                                      kept):
+def test_a_file_too_large_for_a_save_stops_the_run_with_one_line(tmp_path):
   workdir = tmp_path / 'run'
-  status, output = _tiny_process(workdir, *flags, file_size_limit=limit)
+  status, output = _tiny_process(workdir, file_size_limit=2000)  # Less than a save's files.
   written = _stopped_with_one_line(status, output, workdir, '[Errno 27] File too large')
-  assert re.fullmatch(f'{re.escape(str(workdir))}/{path}', written), written
-  assert saved_steps(workdir) == kept
-  if kept:
-    _resume_elsewhere_matches_the_uninterrupted_run(workdir, tmp_path, reference)
+  assert written == f'{workdir}/checkpoints/3'  # The user's path, not orbax's temporary one.
+  assert saved_steps(workdir) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason='mounting a tmpfs needs root')

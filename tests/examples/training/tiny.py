@@ -4,8 +4,8 @@ Run as a module, it trains one such run in a work directory, so tests can kill o
 signal a real process::
 
   python -m tests.examples.training.tiny WORKDIR [--kill-at-save STEP] [--resume]
-      [--slow-from STEP] [--stuck-compile] [--log-gradient-statistics]
-      [--coordinator HOST:PORT --num-processes N --process-id I]
+      [--slow-from STEP] [--stuck-compile] [--coordinator HOST:PORT --num-processes N
+      --process-id I]
 
 With ``--slow-from``, it prints ``step <k>`` before it feeds step ``k`` and, from
 that step on, waits two seconds first: a test that reads the line has time to
@@ -159,7 +159,6 @@ if __name__ == '__main__':
   parser.add_argument('--slow-from', type=int)
   parser.add_argument('--resume', action='store_true')
   parser.add_argument('--stuck-compile', action='store_true')
-  parser.add_argument('--log-gradient-statistics', action='store_true')
   parser.add_argument('--coordinator', default='')
   parser.add_argument('--num-processes', type=int, default=1)
   parser.add_argument('--process-id', type=int, default=0)
@@ -174,7 +173,6 @@ if __name__ == '__main__':
     _stuck_compile()
   try:
     fit(args.workdir, config(resume=args.resume,
-                             log_gradient_statistics=args.log_gradient_statistics,
                              parallel='sharded' if args.coordinator else 'none'))
   except errors.Interrupted as error:
     print(error, file=sys.stderr)
