@@ -40,9 +40,10 @@ def _block(*needles: str) -> str:
   return code
 
 
-def _names(*axes, initializer=nnx.initializers.lecun_normal()):
+def _names(*axes, initializer=None):
   """Axis names as metadata only (no mesh to place the parameters on)."""
-  return nnx.with_partitioning(initializer, axes, eager_sharding=False)
+  return nnx.with_partitioning(initializer or nnx.initializers.lecun_normal(), axes,
+                               eager_sharding=False)
 
 
 class _Block(nnx.Module):
@@ -167,11 +168,11 @@ def test_stacked_axes_recipes_under_nnx_optimizer(recipe):
     _assert_normalized(
         _applied_by_optimizer(model, znorm_optax.znorm(stacked_axes=form), grads),
         _expected(grads))
-    # Gradients as a plain dict and as a FrozenDict, with the same stacked_axes.
-    for container in (nnx.to_pure_dict, lambda g: FrozenDict(nnx.to_pure_dict(g))):
-      update = jax.jit(znorm_optax.znorm(stacked_axes=form).update)
-      updates, _ = update(container(grads), None)
-      _assert_normalized(_flat(updates), _expected(grads))
+  # Gradients as a plain dict and as a FrozenDict, with the same stacked_axes.
+  update = jax.jit(znorm_optax.znorm(stacked_axes=forms[0]).update)
+  for container in (nnx.to_pure_dict, lambda g: FrozenDict(nnx.to_pure_dict(g))):
+    updates, _ = update(container(grads), None)
+    _assert_normalized(_flat(updates), _expected(grads))
 
 
 def test_embedding_mask_recipe_under_nnx_optimizer():
