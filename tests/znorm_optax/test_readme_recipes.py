@@ -211,3 +211,34 @@ def test_stacked_axes_without_an_entry_for_a_leaf_name_its_path():
   optimizer = nnx.Optimizer(model, znorm_optax.znorm(stacked_axes=stacked_axes), wrt=nnx.Param)
   with pytest.raises(ValueError, match=r"has no entry for the leaf at \['embed'\]\['embedding'\]"):
     optimizer.update(model, grads)
+
+
+def _centralized(grads, normalized):
+  """Float64 Gradient Centralization: per layer slice under 'blocks', per leaf elsewhere."""
+  return {path: (reference.per_slice(reference.centralize, g, (0,) if 'blocks' in path else ())
+                 if normalized(path) else reference.to_float64(g))
+          for path, g in _flat(grads).items()}
+
+
+_NORMALIZE_ZNORM_BY_PATH = pytest.mark.xfail(
+    strict=True, raises=ValueError,
+    reason="znorm hands its mask to optax.masked as given (normalization.py's code, being "
+           "rewritten): it needs _leaves.masked(tx, mask, caller='znorm') as centralize has")
+
+
+@pytest.mark.parametrize('transform', [
+    'centralize',
+    pytest.param('znorm', marks=_NORMALIZE_ZNORM_BY_PATH),
+])
+def test_a_dict_mask_fits_state_gradients_by_key_path(transform):
+  model, grads = _model_and_grads()
+  mask = {'embed': False, 'blocks': True, 'head': True}  # A plain dict; the gradients are a State.
+  stacked_axes = {'blocks': 0, 'embed': None, 'head': None}
+  factory = {'centralize': znorm_optax.centralize, 'znorm': znorm_optax.znorm}[transform]
+  applied = _applied_by_optimizer(model, factory(mask=mask, stacked_axes=stacked_axes), grads)
+  normalized = lambda path: not path.startswith('embed')
+  expected = (_centralized(grads, normalized) if transform == 'centralize'
+              else _expected(grads, normalized))
+  _assert_normalized(applied, expected)
+  with pytest.raises(ValueError, match=r"mask .* has no entry for the leaf at \['head'\]"):
+    _applied_by_optimizer(model, factory(mask={'embed': False, 'blocks': True}), grads)
