@@ -205,13 +205,6 @@ def _key(entry: Any) -> Any:
   return str(entry)
 
 
-class _Spec:
-  """Wraps one leaf's spec so that tuples are not flattened as pytrees."""
-
-  def __init__(self, axes):
-    self.axes = axes
-
-
 def _normalized_axes(
     spec: Any, ndim: int, path: str, lenient: bool, caller: str
 ) -> tuple[int, ...]:
