@@ -82,13 +82,13 @@ class _Model(nnx.Module):
 
 @functools.cache
 def _model_and_grads():
-  model = _Model(nnx.Rngs(0))
+  model = nnx.jit(lambda: _Model(nnx.Rngs(0)))()  # Compiled once, not op by op.
   tokens = jnp.arange(24).reshape(4, 6) % 16
 
   def loss(model):
     return jnp.mean((model(tokens) - 0.5) ** 2)
 
-  grads = nnx.grad(loss)(model)
+  grads = nnx.jit(nnx.grad(loss))(model)
   # Layer scales and offsets that a shared (pooled) statistic would mix up.
   return model, jax.tree_util.tree_map_with_path(
       lambda path, g: (g * LAYER_SCALES.reshape(-1, *[1] * (g.ndim - 1)) + 0.1
