@@ -1,9 +1,9 @@
-"""ZNorm's statistics for GPUs and TPUs: the leaves of one shape share each reduction.
+"""ZNorm's statistics for GPUs and TPUs: many leaves share each reduction.
 
 The per-leaf path (:mod:`znorm_optax._moments`) reduces every leaf on its own,
 which costs a GPU kernel launch or a TPU op per leaf and pass: about three
-times Adam's launches on a ResNet. Here the leaves are grouped by shape (and
-statistic axes), and each group is reduced at once, in two passes:
+times Adam's launches on a ResNet. Here many leaves share each reduction, in
+two passes over every statistic group (a leaf, or a slice of its kept axes):
 
 1. ``raw_mean = sum(x / n)``, with ``max(x)`` and ``min(x)``;
 2. ``offset = mean(x - raw_mean)`` and ``mean((x - raw_mean)**2)``, so
@@ -12,21 +12,25 @@ statistic axes), and each group is reduced at once, in two passes:
 This is the corrected two-pass algorithm (Chan, Golub and LeVeque, 1983): the
 second pass measures the first pass's rounding, so the variance stays within
 1e-5 of float64 while ``raw_mean`` is off by much less than the std, that is
-for every leaf whose mean is below about 1e6 stds and whose squared deviations
-fit float32. A group with ``max == min`` is constant and maps to exact zeros.
-Squared deviations past float32 make the std infinite and the output NaN, as
-on the per-leaf path. No shift element is sliced out of a leaf, which would
-be an op of its own per leaf on a TPU.
+for every group whose mean is below about 1e6 stds and whose squared
+deviations fit float32. A group with ``max == min`` is constant and maps to
+exact zeros. Squared deviations past float32 make the std infinite and the
+output NaN, as on the per-leaf path. No shift element is sliced out of a leaf,
+which would be an op of its own per leaf on a TPU.
 
-Two layouts of the same arithmetic:
+Two layouts of the same arithmetic, for what each compiler fuses:
 
-* ``'stacked'`` (GPUs, and CPUs where asked for): each group's leaves are
-  stacked and reduced along the new axis's complement. XLA fuses the stack
-  into the reduction, so nothing is copied, and one kernel reduces the whole
-  group; the normalization then fuses into Adam's update.
-* ``'variadic'`` (TPUs): one variadic ``lax.reduce`` per group and pass, with
-  an output per leaf. A TPU writes a stack out in full; a variadic reduction
-  reads each leaf where it lies.
+* ``'packed'`` (GPUs): every group padded to whole rows of :data:`BLOCK`
+  elements and all of them concatenated into one matrix, reduced row by row,
+  then each group's rows merged. XLA fuses the padding and the concatenation
+  into the reduction, so nothing is copied and a pass is a few kernels
+  whatever the number and shapes of the leaves. Leaves sharded over Explicit
+  mesh axes take the per-leaf path instead (a concatenation would gather
+  them); under Auto axes the partitioner may gather them.
+* ``'variadic'`` (TPUs): the leaves of one shape (and statistic axes and
+  sharding) in one variadic ``lax.reduce`` per pass, with an output per leaf.
+  A TPU writes a concatenation out in full; a variadic reduction reads each
+  leaf where it lies.
 
 Derivatives follow the per-leaf path (a custom JVP), whose values are the same
 up to rounding.
@@ -48,12 +52,14 @@ import numpy as np
 from znorm_optax import _leaves
 from znorm_optax import _moments
 
-LAYOUTS = ('stacked', 'variadic')
+LAYOUTS = ('packed', 'variadic')
 
 
-def supports(leaf: jax.Array) -> bool:
-  """Whether this path takes the leaf; complex and empty leaves take the per-leaf path."""
-  return jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.size > 0
+def supports(leaf: jax.Array, layout: str) -> bool:
+  """Whether `layout` takes the leaf; the others take the per-leaf path."""
+  if not jnp.issubdtype(leaf.dtype, jnp.floating) or leaf.size == 0:
+    return False
+  return layout != 'packed' or _moments._explicit_spec(leaf) is None
 
 
 def standardized(
@@ -66,7 +72,8 @@ def standardized(
 ) -> list[jax.Array]:
   """``(g - mean) / (std + eps)`` of each leaf over its `axes`, in its accumulation dtype."""
   axes = tuple(tuple(a) for a in axes)
-  return _standardized(layout, axes, axis_name, jnp.asarray(eps, jnp.float32), list(leaves))
+  eps = jnp.asarray(_leaves.real_eps(eps), jnp.float32)
+  return _standardized(layout, axes, axis_name, eps, list(leaves))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
@@ -91,85 +98,131 @@ def tree_moments(
     layout: str,
     axis_name: _leaves.AxisName = None,
 ) -> list[_moments.Moments]:
-  """Moments of each leaf over its `axes`, leaves of one group reduced together.
+  """Moments of each leaf over its `axes`, as in the module docstring.
 
-  A group is the leaves of one shape, statistic axes and (under Explicit mesh
-  axes) sharding, so that a stack or a variadic reduction of them is well
-  formed. Each :class:`~znorm_optax._moments.Moments` has ``shift`` = the raw
-  mean (a constant group's value), ``offset`` = the mean's correction and no
-  scale.
+  Each :class:`~znorm_optax._moments.Moments` has ``shift`` = the raw mean (a
+  constant group's value), ``offset`` = the mean's correction and no scale.
   """
   xs = [leaf.astype(_moments.accumulation_dtype(leaf.dtype)) for leaf in leaves]
-  groups = collections.defaultdict(list)
-  for i, (x, a) in enumerate(zip(xs, axes)):
-    groups[(x.shape, x.dtype, a, _moments._explicit_spec(x))].append(i)
-  results = [None] * len(xs)
-  reduce = _stacked_reduce if layout == 'stacked' else _variadic_reduce
-  for (shape, _, group_axes, _), members in groups.items():
-    moments = _group_moments([xs[i] for i in members], group_axes, reduce, axis_name)
-    for i, m in zip(members, moments):
-      results[i] = m
-  return results
-
-
-def _group_moments(xs, axes, reduce, axis_name):
-  """The moments of leaves of one shape, as in the module docstring."""
-  size = _leaves.group_size(xs[0].shape, axes)
+  reduce = functools.partial(_REDUCTIONS[layout], axes=axes, axis_name=axis_name)
+  sizes = [_leaves.group_size(x.shape, a) for x, a in zip(xs, axes)]
   if axis_name is not None:
-    size = size * jax.lax.psum(1, axis_name)
-  kept = _moments.kept_shape(xs[0], axes) if len(axes) < xs[0].ndim else ()
-  inverse_size = 1 / jnp.asarray(size, xs[0].dtype)
+    sizes = [size * jax.lax.psum(1, axis_name) for size in sizes]
+  inverse_sizes = [1 / jnp.asarray(size, x.dtype) for x, size in zip(xs, sizes)]
+  kept = [_moments.kept_shape(x, a) if len(a) < x.ndim else () for x, a in zip(xs, axes)]
   # jnp.max and jnp.min propagate NaN, so a NaN group is never taken for a constant.
-  raw_means, largest, smallest = reduce(
-      xs, axes, [(lambda x: x * inverse_size, 'sum'), (None, 'max'), (None, 'min')], axis_name)
-  raw_means = [jax.lax.stop_gradient(m.reshape(kept)) for m in raw_means]
-  deviations = [x - m.reshape(_moments.kept_shape(x, axes)) for x, m in zip(xs, raw_means)]
-  sums, squares = reduce(
-      deviations, axes, [(None, 'sum'), (jnp.square, 'sum')], axis_name)
+  raw_means, largest, smallest = reduce([
+      ([x * inverse for x, inverse in zip(xs, inverse_sizes)], 'sum'), (xs, 'max'), (xs, 'min')])
+  raw_means = [jax.lax.stop_gradient(m) for m in raw_means]
+  deviations = [x - m.reshape(_moments.kept_shape(x, a))
+                for x, m, a in zip(xs, raw_means, axes)]
+  sums, squares = reduce([(deviations, 'sum'), ([jnp.square(d) for d in deviations], 'sum')])
   moments = []
-  for m, hi, lo, s, s2 in zip(raw_means, largest, smallest, sums, squares):
-    constant = (hi == lo).reshape(kept)
-    offset = s.reshape(kept) * inverse_size
-    variance = jnp.maximum(s2.reshape(kept) * inverse_size - jnp.square(offset), 0)
+  for m, hi, lo, s, s2, inverse in zip(raw_means, largest, smallest, sums, squares,
+                                       inverse_sizes):
+    constant = hi == lo
+    offset = s * inverse
+    variance = jnp.maximum(s2 * inverse - jnp.square(offset), 0)
     moments.append(_moments.Moments(
         scale=None,
-        shift=jnp.where(constant, hi.reshape(kept), m),
+        shift=jnp.where(constant, hi, m),
         offset=jnp.where(constant, 0, offset),
         scaled_std=jnp.where(constant, 0, jnp.sqrt(variance))))
-  return moments
+  return [m._replace(**{f: v.reshape(k) for f, v in m._asdict().items() if v is not None})
+          for m, k in zip(moments, kept)]
 
 
 _COMBINE = {'sum': jax.lax.add, 'max': jax.lax.max, 'min': jax.lax.min}
+_REDUCE = {'sum': jnp.sum, 'max': jnp.max, 'min': jnp.min}
 _IDENTITY = {'sum': 0.0, 'max': -np.inf, 'min': np.inf}
 _ACROSS_DEVICES = {'sum': jax.lax.psum, 'max': jax.lax.pmax, 'min': jax.lax.pmin}
 
+BLOCK = 1024
+"""Elements per row of the packed layout's matrix, and blocks per row of its merges."""
 
-def _stacked_reduce(xs, axes, statistics, axis_name):
-  """Each statistic of each leaf, from one reduction of the stacked leaves per statistic."""
-  stack_axes = tuple(a + 1 for a in axes)
-  results = []
-  for transform, kind in statistics:
-    stacked = jnp.stack([x if transform is None else transform(x) for x in xs])
-    reduced = {'sum': jnp.sum, 'max': jnp.max, 'min': jnp.min}[kind](stacked, axis=stack_axes)
-    if axis_name is not None:
-      reduced = _ACROSS_DEVICES[kind](reduced, axis_name)
-    results.append(list(reduced))
+
+def _variadic_reduce(statistics, *, axes, axis_name):
+  """Each statistic of each leaf's groups: one variadic reduction per group of leaves.
+
+  A group is the leaves of one shape, statistic axes and (under Explicit mesh
+  axes) sharding, so that a variadic reduction of them is well formed.
+  """
+  first_values = statistics[0][0]
+  groups = collections.defaultdict(list)
+  for i, (x, a) in enumerate(zip(first_values, axes)):
+    groups[(x.shape, x.dtype, a, _moments._explicit_spec(x))].append(i)
+  results = [[None] * len(first_values) for _ in statistics]
+  for (_, _, group_axes, _), members in groups.items():
+    operands = [values[i] for values, _ in statistics for i in members]
+    kinds = [kind for _, kind in statistics for _ in members]
+
+    def combine(left, right, kinds=kinds):
+      return tuple(_COMBINE[k](a, b) for k, a, b in zip(kinds, left, right))
+
+    identities = tuple(jnp.asarray(_IDENTITY[k], o.dtype) for k, o in zip(kinds, operands))
+    reduced = iter(jax.lax.reduce(tuple(operands), identities, combine, group_axes))
+    for j, (_, kind) in enumerate(statistics):
+      for i in members:
+        results[j][i] = _across_devices(next(reduced), kind, axis_name)
   return results
 
 
-def _variadic_reduce(xs, axes, statistics, axis_name):
-  """Each statistic of each leaf, from one variadic reduction of all of them."""
-  operands, kinds = [], []
-  for transform, kind in statistics:
-    operands += [x if transform is None else transform(x) for x in xs]
-    kinds += [kind] * len(xs)
+def _packed_reduce(statistics, *, axes, axis_name):
+  """Each statistic of each leaf's groups, from one reduction of all leaves at once.
 
-  def combine(left, right):
-    return tuple(_COMBINE[k](a, b) for k, a, b in zip(kinds, left, right))
+  Every group (a leaf, or a row of its kept axes) is padded with the
+  statistic's identity to whole rows of :data:`BLOCK` elements, and all of
+  them are concatenated into one matrix; XLA fuses the padding and the
+  concatenation into the reduction that reads the leaves. Each group's blocks
+  are then merged, a few kernels whatever the number of leaves.
+  """
+  first_values = statistics[0][0]
+  # Each leaf as a matrix with a row per group: kept axes first, reduced axes last.
+  orders = [tuple(k for k in range(x.ndim) if k not in a) + tuple(a)
+            for x, a in zip(first_values, axes)]
+  group_sizes = [_leaves.group_size(x.shape, a) for x, a in zip(first_values, axes)]
+  num_groups = [x.size // n for x, n in zip(first_values, group_sizes)]
+  blocks_per_group = [-(-n // BLOCK) for n in group_sizes]
+  results = []
+  for values, kind in statistics:
+    pieces = []
+    for x, order, rows, n, blocks in zip(values, orders, num_groups, group_sizes,
+                                         blocks_per_group):
+      matrix = jnp.transpose(x, order).reshape(rows, n)
+      padded = jnp.pad(matrix, ((0, 0), (0, blocks * BLOCK - n)),
+                       constant_values=_IDENTITY[kind])
+      pieces.append(padded.reshape(rows * blocks, BLOCK))
+    per_block = _REDUCE[kind](jnp.concatenate(pieces), axis=1)
+    lengths = np.repeat(blocks_per_group, num_groups)
+    per_group = _merge_segments(per_block, lengths, kind)
+    starts = np.cumsum([0] + num_groups)
+    results.append([_across_devices(per_group[start:start + rows], kind, axis_name)
+                    for start, rows in zip(starts, num_groups)])
+  return results
 
-  identities = tuple(jnp.asarray(_IDENTITY[k], xs[0].dtype) for k in kinds)
-  reduced = jax.lax.reduce(tuple(operands), identities, combine, axes)
-  if axis_name is not None:
-    reduced = [_ACROSS_DEVICES[k](r, axis_name) for k, r in zip(kinds, reduced)]
-  count = len(xs)
-  return [list(reduced[j * count:(j + 1) * count]) for j in range(len(statistics))]
+
+def _merge_segments(values, lengths, kind):
+  """The `kind` reduction of each run of `lengths[i]` consecutive `values`.
+
+  Runs are padded with the identity to whole rows of :data:`BLOCK`, gathered
+  into one matrix and reduced row by row, until each run is one value: a
+  tree of reductions, as accurate as one reduction of the run.
+  """
+  lengths = np.asarray(lengths)
+  while lengths.size and lengths.max() > 1:
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    blocks = -(-lengths // BLOCK)
+    columns = np.arange(blocks.max() * BLOCK)
+    index = np.concatenate([start + columns[:b * BLOCK] for start, b in zip(starts, blocks)])
+    valid = np.concatenate([columns[:b * BLOCK] < n for n, b in zip(lengths, blocks)])
+    gathered = jnp.where(valid, values[np.where(valid, index, 0)], _IDENTITY[kind])
+    values = _REDUCE[kind](gathered.reshape(-1, BLOCK), axis=1)
+    lengths = blocks
+  return values
+
+
+def _across_devices(value, kind, axis_name):
+  return value if axis_name is None else _ACROSS_DEVICES[kind](value, axis_name)
+
+
+_REDUCTIONS = {'packed': _packed_reduce, 'variadic': _variadic_reduce}

@@ -49,6 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from znorm_optax import _leaves
 from znorm_optax import _moments
 
 try:  # The Triton backend is deprecated; a JAX without it takes the XLA path.
@@ -125,7 +126,7 @@ def standardized(leaves: Sequence[jax.Array], axes: Sequence[tuple[int, ...]], e
                  interpret: bool) -> list[jax.Array]:
   """``(g - mean) / (std + eps)`` of each leaf over its `axes`, which :func:`supports`."""
   return _standardized(interpret, tuple(tuple(a) for a in axes),
-                       jnp.asarray(eps, jnp.float32), list(leaves))
+                       jnp.asarray(_leaves.real_eps(eps), jnp.float32), list(leaves))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))

@@ -5,16 +5,20 @@ Three paths compute the same eq. 1:
 * per leaf (:mod:`znorm_optax._moments`): every leaf reduced on its own, two
   reads of it. Every option and input, including rescaling for tiny ``eps``;
   the CPU default, where its reductions are the cheapest.
-* grouped (:mod:`znorm_optax._grouped`): the leaves of one shape reduced
-  together, two reads of each; a few reductions per step instead of two per
-  leaf. The GPU and TPU default.
+* grouped (:mod:`znorm_optax._grouped`): many leaves reduced together (all of
+  them packed on GPUs, those of one shape on TPUs), two reads of each; a few
+  reductions per step instead of two per leaf. The GPU and TPU default.
 * Pallas (:mod:`znorm_optax._pallas`): Triton kernels that read each leaf once,
   on GPUs only, opt-in.
 
 The factories' ``kernels`` option, else ``$ZNORM_OPTAX_KERNELS``, else
 ``'auto'``, picks the paths per platform (:data:`PLATFORM_PATHS`). The platform
 is the one the step is lowered for (``lax.platform_dependent``), so an
-ahead-of-time lowering for a TPU on a CPU host takes the TPU's path.
+ahead-of-time lowering for a TPU on a CPU host takes the TPU's path, with one
+exception: where the default device is a CPU, ``'auto'`` traces only the CPU's
+path (every branch of ``lax.platform_dependent`` is traced, at a cost on every
+CPU compile). Deviceless compilation sets ``jax.default_device`` to a device
+of its target, as JAX's recipe for it does.
 """
 
 import functools
@@ -32,13 +36,13 @@ from znorm_optax import _pallas
 KERNELS_ENV = 'ZNORM_OPTAX_KERNELS'
 DEFAULT = 'auto'
 PLATFORM_PATHS = {
-    'auto': {'cpu': 'per_leaf', 'cuda': 'stacked', 'rocm': 'stacked', 'tpu': 'variadic',
+    'auto': {'cpu': 'per_leaf', 'cuda': 'packed', 'rocm': 'packed', 'tpu': 'variadic',
              'default': 'per_leaf'},
     'xla': {'default': 'per_leaf'},
-    'grouped': {'tpu': 'variadic', 'default': 'stacked'},
+    'grouped': {'tpu': 'variadic', 'default': 'packed'},
     'pallas': {'cuda': 'pallas', 'rocm': 'pallas', 'default': 'pallas_interpreted'},
 }
-"""For each choice, the path on each platform: 'stacked' and 'variadic' are the
+"""For each choice, the path on each platform: 'packed' and 'variadic' are the
 grouped path's two layouts; 'pallas_interpreted' runs the kernels in interpret
 mode (for tests)."""
 CHOICES = tuple(PLATFORM_PATHS)
@@ -72,10 +76,16 @@ def standardized(
   """Eq. 1 of each leaf over its `axes`, in its accumulation dtype, each on its path."""
   if not leaves:
     return []
-  paths = dict(PLATFORM_PATHS[selected(kernels)])
+  choice = selected(kernels)
+  paths = dict(PLATFORM_PATHS[choice])
+  if choice == 'auto' and _default_platform() == 'cpu':
+    # Under jit every branch is traced, which would add the accelerators' tracing to every
+    # CPU compile; a process whose default device is a CPU lowers for the CPU. Deviceless
+    # compilation for an accelerator sets jax.default_device to one of its devices.
+    paths = {'default': paths['cpu']}
   for platform in ('cuda', 'rocm'):
     if paths.get(platform) == 'pallas' and not _pallas.lowers_for(platform):
-      paths[platform] = 'stacked'
+      paths[platform] = 'packed'
   # Decided here, where a Python eps is still concrete; branches get it by closure.
   rescale = _moments.tiny_stds_matter(eps)
   # One function per path, so that platforms on the same path share a branch.
@@ -87,10 +97,18 @@ def standardized(
   return jax.lax.platform_dependent(list(leaves), **branches)
 
 
+def _default_platform() -> str:
+  """The platform of ``jax.default_device`` where it is set, else of the default backend."""
+  device = jax.config.jax_default_device
+  if device is None:
+    return jax.default_backend()
+  return device if isinstance(device, str) else device.platform
+
+
 def _on_path(path, axes, axis_name, eps, rescale, leaves):
   """Each leaf on `path` where that path takes it, on the per-leaf path otherwise."""
-  if path in ('stacked', 'variadic'):
-    taken = [] if rescale else [i for i, g in enumerate(leaves) if _grouped.supports(g)]
+  if path in _grouped.LAYOUTS:
+    taken = [] if rescale else [i for i, g in enumerate(leaves) if _grouped.supports(g, path)]
   elif path.startswith('pallas'):
     taken = [i for i, g in enumerate(leaves) if _pallas.supports(g, axes[i], axis_name)]
   else:

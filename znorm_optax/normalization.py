@@ -58,7 +58,9 @@ def znorm(
       groups pass through unchanged.
     mask: a pytree of booleans with the structure of (or a prefix of) the
       params, or a callable returning one; only leaves marked True are
-      normalized. For example, skip biases and normalization scales with
+      normalized. It is matched to the gradients by key path, so a plain dict
+      fits an ``nnx.State``; a parameter it does not cover is an error naming
+      its path. For example, skip biases and normalization scales with
       ``mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)``.
     stacked_axes: axes of a leaf that index separate tensors, such as the
       layer axis of ``nnx.scan`` or the member axis of an ``nnx.vmap``
@@ -159,6 +161,6 @@ def znorm(
           sizes[i] >= min_size, output, g)
     return jax.tree.unflatten(treedef, leaves), state
 
-  tx = optax.GradientTransformation(optax.init_empty_state, update_fn)
-  return tx if mask is None else optax.masked(tx, mask)
+  return _leaves.masked(
+      optax.GradientTransformation(optax.init_empty_state, update_fn), mask, caller='znorm')
 

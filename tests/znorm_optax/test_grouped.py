@@ -1,6 +1,6 @@
 """The grouped statistics path (the GPU and TPU default) on this CPU, against float64.
 
-`kernels='grouped'` runs it on every platform: its stacked layout here, as on
+`kernels='grouped'` runs it on every platform: its packed layout here, as on
 GPUs. The variadic layout (TPUs) is run directly through `_grouped`. Which
 layout each platform lowers to is checked in test_lowering.py, and what they
 compile to on GPUs and TPUs in tests/aot.

@@ -95,3 +95,29 @@ def test_export_of_the_kernels_for_a_gpu_and_of_xla_for_gpu_and_cpu_at_once():
   for kernels in (None, 'xla'):
     exported = jax.export.export(update(kernels), platforms=('cuda', 'cpu'))(grads)
     reference.assert_close(exported.call(grads)['w'], reference.znorm(grads['w']))
+
+
+@pytest.mark.parametrize('platform, marker', [('cuda', 'stablehlo.concatenate'),
+                                              ('rocm', 'stablehlo.concatenate'),
+                                              ('tpu', 'stablehlo.reduce(%')])
+def test_grouped_lowers_packed_for_gpus_and_variadic_for_tpus(platform, marker):
+  # Six leaves of one shape: one concatenation per statistic on GPUs (packed), and on
+  # TPUs one reduction per pass with an operand per leaf and statistic (variadic).
+  grads = {f'w{i}': jax.ShapeDtypeStruct((8, 4), jnp.float32) for i in range(6)}
+  tx = znorm_optax.znorm(kernels='grouped')
+  text = jax.jit(lambda g: tx.update(g, None)[0]).trace(grads).lower(
+      lowering_platforms=(platform,)).as_text()
+  assert marker in text
+  assert 'optimization_barrier' not in text
+  if platform == 'tpu':
+    assert text.count('stablehlo.reduce(%') == 2  # Pass one's 18 operands, pass two's 12.
+
+
+def test_auto_traces_only_the_cpu_path_where_the_default_device_is_a_cpu():
+  grads = {'w': jnp.ones((8, 4))}
+  jaxpr = str(jax.make_jaxpr(jax.jit(znorm_optax.znorm().update))(grads, None))
+  # The per-leaf path's own CPU barriers are platform-dependent; no branch names a TPU.
+  assert "'tpu'" not in jaxpr
+  grouped = str(jax.make_jaxpr(jax.jit(znorm_optax.znorm(kernels='grouped').update))(
+      grads, None))
+  assert "'tpu'" in grouped

@@ -220,15 +220,9 @@ def _centralized(grads, normalized):
           for path, g in _flat(grads).items()}
 
 
-_NORMALIZE_ZNORM_BY_PATH = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="znorm hands its mask to optax.masked as given (normalization.py's code, being "
-           "rewritten): it needs _leaves.masked(tx, mask, caller='znorm') as centralize has")
-
-
 @pytest.mark.parametrize('transform', [
     'centralize',
-    pytest.param('znorm', marks=_NORMALIZE_ZNORM_BY_PATH),
+    'znorm',
 ])
 def test_a_dict_mask_fits_state_gradients_by_key_path(transform):
   model, grads = _model_and_grads()
