@@ -47,12 +47,15 @@ import optax
 import znorm_optax
 
 
-def resnet56_gradients(key):
-  """Gradient tree shaped like a CIFAR ResNet-56 in Flax (HWIO kernels, BatchNorm)."""
+def resnet56_gradients(key, blocks_per_stage=9):
+  """Gradient tree shaped like a CIFAR ResNet-56 in Flax (HWIO kernels, BatchNorm).
+
+  ``blocks_per_stage=3`` gives a ResNet-20.
+  """
   shapes = {'stem/conv': (3, 3, 3, 16), 'stem/bn/scale': (16,), 'stem/bn/bias': (16,)}
   in_width = 16
   for stage, width in enumerate((16, 32, 64)):
-    for block in range(9):
+    for block in range(blocks_per_stage):
       for conv in range(2):
         name = f'stage{stage}/block{block}/conv{conv}'
         shapes[name] = (3, 3, in_width, width)
