@@ -8,8 +8,14 @@ PYTEST_WORKERS ?= auto
 LOWER_BOUNDS_VENV := $(VENV)/lower-bounds
 LOWER_BOUNDS_PYTHON := $(LOWER_BOUNDS_VENV)/bin/python
 LOWER_BOUNDS_INSTALLED := $(LOWER_BOUNDS_VENV)/.installed
+# JAX's CUDA plugin, ptxas and libtpu at .venv's JAX, optax and Flax versions, so that XLA's GPU
+# and TPU compilers run on this host (benchmarks/aot_cost.py, tests/aot). Kept out of .venv,
+# whose JAX would probe them at every start.
+AOT_VENV := $(VENV)/aot
+AOT_PYTHON := $(AOT_VENV)/bin/python
+AOT_INSTALLED := $(AOT_VENV)/.installed
 
-.PHONY: demo lm-study test lint bench docs clean
+.PHONY: demo lm-study test lint bench aot-cost docs clean
 
 $(INSTALLED): pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -26,6 +32,17 @@ $(LOWER_BOUNDS_INSTALLED): pyproject.toml
 	  flax scikit-learn pytest pytest-xdist
 	touch $@
 
+$(AOT_INSTALLED): $(INSTALLED)
+	test -x $(AOT_PYTHON) || python3 -m venv $(AOT_VENV)
+	$(AOT_PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip freeze --exclude-editable \
+	  | grep -E '^(jax|jaxlib|optax|flax|chex|numpy|ml_dtypes)==' > $(AOT_VENV)/constraints.txt
+	version=$$($(PYTHON) -c 'import jax; print(jax.__version__)') && \
+	  $(AOT_PYTHON) -m pip install --quiet -c $(AOT_VENV)/constraints.txt "jax[tpu]==$$version" \
+	  "jax-cuda12-plugin==$$version" "jax-cuda12-pjrt==$$version" nvidia-cuda-nvcc-cu12 \
+	  optax flax chex pytest pytest-xdist
+	touch $@
+
 demo: $(INSTALLED)
 	$(PYTHON) -m examples.main \
 	  --config=examples/image_classification/configs/demo.py --workdir=runs/demo
@@ -37,11 +54,12 @@ lm-study: $(INSTALLED)
 
 # Two sessions: the examples', benchmarks' and notebooks' tests compile with XLA:CPU's older
 # fusion emitters, which is faster; the library's keep XLA's defaults (tests/conftest.py).
-test: $(INSTALLED) $(LOWER_BOUNDS_INSTALLED)
+test: $(INSTALLED) $(LOWER_BOUNDS_INSTALLED) $(AOT_INSTALLED)
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=10 znorm_optax tests/znorm_optax \
 	  tests/test_docs.py tests/test_packaging.py
 	$(LOWER_BOUNDS_PYTHON) -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider znorm_optax \
 	  tests/znorm_optax
+	$(AOT_PYTHON) -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider --durations=5 tests/aot
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests/examples tests/benchmarks \
 	  tests/notebooks
 
@@ -51,6 +69,10 @@ lint: $(INSTALLED)
 # Offline, warnings as errors, from scratch (-E); tests/test_docs.py runs the same build.
 docs: $(INSTALLED)
 	$(PYTHON) -m sphinx -W --keep-going -E -b html docs docs/_build/html
+
+# Compile-only kernel launches (GPUs) and modelled cycles (TPUs) of one optimizer step.
+aot-cost: $(AOT_INSTALLED)
+	$(AOT_PYTHON) benchmarks/aot_cost.py
 
 bench: $(INSTALLED)
 	$(PYTHON) benchmarks/overhead.py --timing=device
