@@ -1,8 +1,9 @@
 """Checks ZNorm's Pallas statistics path on this backend, then times it against the XLA path.
 
-The library takes the XLA path unless ``ZNORM_OPTAX_KERNELS`` says otherwise
-(``znorm_optax/_pallas.py``, ``_DEFAULT_KERNELS``). This script sets it per
-variant while it traces, so one process compares both paths:
+On GPUs the library takes its grouped XLA path unless ``ZNORM_OPTAX_KERNELS``
+says otherwise (``znorm_optax/_paths.py``). This script sets it per variant
+while it traces, so one process compares the Pallas kernels, the default and
+the per-leaf XLA path:
 
 1. **Correctness** (``ZNORM_OPTAX_KERNELS=pallas``): ``znorm`` on a
    ``--size``-element float32 leaf (5e7 on a GPU, as issue 10 asks; 2e6
@@ -44,7 +45,7 @@ import step_hlo
 
 import znorm_optax
 from tests.znorm_optax import reference
-from znorm_optax import _pallas
+from znorm_optax import _paths
 
 TOLERANCE = 1e-5
 
@@ -52,15 +53,15 @@ TOLERANCE = 1e-5
 @contextlib.contextmanager
 def kernels(choice):
   """Traces under ``ZNORM_OPTAX_KERNELS=choice``."""
-  saved = os.environ.get(_pallas.KERNELS_ENV)
-  os.environ[_pallas.KERNELS_ENV] = choice
+  saved = os.environ.get(_paths.KERNELS_ENV)
+  os.environ[_paths.KERNELS_ENV] = choice
   try:
     yield
   finally:
     if saved is None:
-      del os.environ[_pallas.KERNELS_ENV]
+      del os.environ[_paths.KERNELS_ENV]
     else:
-      os.environ[_pallas.KERNELS_ENV] = saved
+      os.environ[_paths.KERNELS_ENV] = saved
 
 
 def correctness_cases(size, rng):
@@ -153,6 +154,8 @@ VARIANTS = {
     'chain(znorm, adam), Pallas': ('pallas', 'chain(znorm, adam)'),
     'znorm_adam, XLA': ('xla', 'znorm_adam'),
     'znorm_adam, Pallas': ('pallas', 'znorm_adam'),
+    'chain(znorm, adam), default': ('auto', 'chain(znorm, adam)'),
+    'znorm_adam, default': ('auto', 'znorm_adam'),
     'chain(naive znorm, adam)': ('xla', 'chain(naive znorm, adam)'),
     'chain(clip_by_global_norm, adam)': ('xla', 'chain(clip_by_global_norm, adam)'),
 }
