@@ -53,11 +53,11 @@ def test_default_gpu_launches_within_target(tree):
     assert _ratio(tree, 'znorm', target) <= GPU_TARGET[tree], target
 
 
-def test_default_tpu_cycles_within_target_and_clipping_on_resnet56():
-  for target in aot_cost.TPU_TARGETS:
-    ratio = _ratio('resnet56', 'znorm', target)
-    assert ratio <= TPU_TARGET['resnet56'], target
-    assert ratio <= _ratio('resnet56', 'clip', target), target
+@pytest.mark.parametrize('target', aot_cost.TPU_TARGETS)
+def test_default_tpu_cycles_within_target_and_clipping_on_resnet56(target):
+  ratio = _ratio('resnet56', 'znorm', target)
+  assert ratio <= TPU_TARGET['resnet56']
+  assert ratio <= _ratio('resnet56', 'clip', target)
 
 
 @pytest.mark.parametrize('tree', TPU_REACHED)
