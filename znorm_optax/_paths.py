@@ -15,10 +15,10 @@ The factories' ``kernels`` option, else ``$ZNORM_OPTAX_KERNELS``, else
 ``'auto'``, picks the paths per platform (:data:`PLATFORM_PATHS`). The platform
 is the one the step is lowered for (``lax.platform_dependent``), so an
 ahead-of-time lowering for a TPU on a CPU host takes the TPU's path, with one
-exception: where the default device is a CPU, ``'auto'`` traces only the CPU's
-path (every branch of ``lax.platform_dependent`` is traced, at a cost on every
-CPU compile). Deviceless compilation sets ``jax.default_device`` to a device
-of its target, as JAX's recipe for it does.
+exception: ``'auto'`` traces only the path of the default device's platform
+(every branch of ``lax.platform_dependent`` is traced, at a cost on every
+compile), and every path lowers for every platform. Deviceless compilation sets
+``jax.default_device`` to a device of its target, as JAX's recipe for it does.
 """
 
 import functools
@@ -78,11 +78,12 @@ def standardized(
     return []
   choice = selected(kernels)
   paths = dict(PLATFORM_PATHS[choice])
-  if choice == 'auto' and _default_platform() == 'cpu':
-    # Under jit every branch is traced, which would add the accelerators' tracing to every
-    # CPU compile; a process whose default device is a CPU lowers for the CPU. Deviceless
-    # compilation for an accelerator sets jax.default_device to one of its devices.
-    paths = {'default': paths['cpu']}
+  default_path = paths.get(_default_platform()) if choice == 'auto' else None
+  if default_path is not None:
+    # Under jit every branch is traced, so each compile would trace every platform's path;
+    # a step is lowered for the default device's platform, and every path lowers anywhere.
+    # Deviceless compilation for an accelerator sets jax.default_device to one of its devices.
+    paths = {'default': default_path}
   for platform in ('cuda', 'rocm'):
     if paths.get(platform) == 'pallas' and not _pallas.lowers_for(platform):
       paths[platform] = 'packed'
@@ -98,11 +99,16 @@ def standardized(
 
 
 def _default_platform() -> str:
-  """The platform of ``jax.default_device`` where it is set, else of the default backend."""
+  """The platform of ``jax.default_device`` where it is set, else of the default backend.
+
+  'gpu' is named as CUDA, whose path ROCm shares.
+  """
   device = jax.config.jax_default_device
   if device is None:
-    return jax.default_backend()
-  return device if isinstance(device, str) else device.platform
+    platform = jax.default_backend()
+  else:
+    platform = device if isinstance(device, str) else device.platform
+  return 'cuda' if platform == 'gpu' else platform
 
 
 def _on_path(path, axes, axis_name, eps, rescale, leaves):

@@ -113,11 +113,17 @@ def test_grouped_lowers_packed_for_gpus_and_variadic_for_tpus(platform, marker):
     assert text.count('stablehlo.reduce(%') == 2  # Pass one's 18 operands, pass two's 12.
 
 
-def test_auto_traces_only_the_cpu_path_where_the_default_device_is_a_cpu():
-  grads = {'w': jnp.ones((8, 4))}
-  jaxpr = str(jax.make_jaxpr(jax.jit(znorm_optax.znorm().update))(grads, None))
+def test_auto_traces_only_the_default_device_s_path():
+  grads = {'w': jnp.ones((8, 4)), 'b': jnp.ones((3,))}
+
+  def jaxpr(kernels=None):
+    return str(jax.make_jaxpr(jax.jit(znorm_optax.znorm(kernels=kernels).update))(grads, None))
+
   # The per-leaf path's own CPU barriers are platform-dependent; no branch names a TPU.
-  assert "'tpu'" not in jaxpr
-  grouped = str(jax.make_jaxpr(jax.jit(znorm_optax.znorm(kernels='grouped').update))(
-      grads, None))
-  assert "'tpu'" in grouped
+  assert "'tpu'" not in jaxpr() and 'concatenate' not in jaxpr()
+  assert "'tpu'" in jaxpr('grouped')
+  with jax.default_device('tpu'):  # As deviceless compilation for a TPU sets it.
+    tpu = jaxpr()
+  assert "'tpu'" not in tpu and 'reduce_sum' not in tpu and 'reduce[' in tpu
+  with jax.default_device('gpu'):
+    assert 'concatenate' in jaxpr()
