@@ -38,6 +38,9 @@ def _hard_leaves(rng):
       'c': trees.random_leaf(rng, (30, 7), jnp.bfloat16),
       'constant': jnp.full((30, 7), 3.0, jnp.float32),
       'zeros': jnp.zeros((30, 7), jnp.float32),
+      # Constants whose raw mean rounds: without the max == min check, garbage or inf.
+      'constant_inexact': jnp.full((1000,), 0.1, jnp.float32),
+      'constant_huge': jnp.full((1000,), 1e30, jnp.float32),
       'large_mean': jnp.asarray(1e12 + 1e8 * rng.standard_normal(100), jnp.float32),
       'mean_1e6_stds': jnp.asarray(1e6 + rng.standard_normal(100), jnp.float32),
       'large': jnp.asarray(1e18 * rng.standard_normal(100), jnp.float32),
@@ -58,8 +61,8 @@ def test_each_layout_matches_float64(layout):
   outputs = _layout_standardized(list(grads.values()), layout)
   for (name, g), out in zip(grads.items(), outputs):
     reference.assert_close(out.astype(g.dtype), reference.znorm(g), atol=1e-5, err_msg=name)
-  np.testing.assert_array_equal(outputs[list(grads).index('constant')], 0.0)
-  np.testing.assert_array_equal(outputs[list(grads).index('zeros')], 0.0)
+  for name in ('constant', 'zeros', 'constant_inexact', 'constant_huge'):
+    np.testing.assert_array_equal(outputs[list(grads).index(name)], 0.0, err_msg=name)
 
 
 @pytest.mark.parametrize('layout', LAYOUTS)
