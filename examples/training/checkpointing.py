@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 import zlib
 from collections.abc import Callable
 from typing import Any
@@ -118,18 +119,30 @@ def _file_checksums(directory: str) -> dict[str, list[int]]:
 class _QuietOsErrors(logging_std.Filter):
   """Drops orbax's logs of a write that failed on an ``OSError``: the run reports it in one line.
 
-  Orbax logs such a failure, with its traceback, from each of its writing threads.
+  Orbax logs such a failure, with its traceback, from each of its writing threads, and
+  asyncio logs each of its writing tasks whose exception nobody retrieved.
   """
 
   def filter(self, record: logging_std.LogRecord) -> bool:
-    if record.levelno < logging_std.ERROR or '/orbax/' not in record.pathname:
-      return True
     error = record.exc_info[1] if record.exc_info else None
+    if record.levelno < logging_std.ERROR or not (
+        '/orbax/' in record.pathname or _from_orbax(error)):
+      return True
     return errors.os_error_in(error) is None and errors.os_error_in(
         Exception(record.getMessage())) is None
 
 
+def _from_orbax(error: BaseException | None) -> bool:
+  """Whether `error` was raised in orbax or names one of its temporary directories."""
+  if error is None:
+    return False
+  frames = traceback.extract_tb(error.__traceback__)
+  return (any('/orbax/' in frame.filename for frame in frames)
+          or '.orbax-checkpoint-tmp' in str(error))
+
+
 logging_std.getLogger('absl').addFilter(_QuietOsErrors())
+logging_std.getLogger('asyncio').addFilter(_QuietOsErrors())
 _report_unraisable = sys.unraisablehook
 
 

@@ -31,7 +31,8 @@ class WriteError(RunStopped):
   """An ``OSError`` (a full disk, an I/O error, a read-only directory) while writing ``path``."""
 
   def __init__(self, path: str, error: OSError):
-    reason = error.strerror or str(error)
+    # The system's text for a numbered error: a wrapper's own text may run over many lines.
+    reason = os.strerror(error.errno) if error.errno else error.strerror or str(error)
     code = f'[Errno {error.errno}] ' if error.errno else ''
     super().__init__(f'cannot write {path}: {code}{reason}; the run stopped.')
 
@@ -49,12 +50,15 @@ def os_error_in(error: BaseException | None) -> OSError | None:
   TensorStore, which writes orbax's arrays, raises a ``ValueError`` that names the
   error number (``... File too large [os_error_code='27']``); it counts as that ``OSError``.
   """
-  seen = set()
+  seen, without_number = set(), None
   while error is not None and id(error) not in seen:
-    if isinstance(error, OSError):
+    if isinstance(error, OSError) and error.errno:
       return error
     if code := _TENSORSTORE_OS_ERROR.search(str(error)):
       return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+    # An OSError with no number (orbax re-raises some so) may wrap TensorStore's text.
+    if isinstance(error, OSError) and without_number is None:
+      without_number = error
     seen.add(id(error))
     error = error.__cause__ or error.__context__
-  return None
+  return without_number
