@@ -84,12 +84,9 @@ def _standardized(layout, axes, axis_name, eps, leaves):
 @_standardized.defjvp
 def _standardized_jvp(layout, axes, axis_name, primals, tangents):
   del layout
-
-  def per_leaf(eps, leaves):
-    moments = _moments.tree_moments(leaves, axes, rescale=False, axis_name=axis_name)
-    return _moments.standardize(leaves, moments, eps)
-
-  return jax.jvp(per_leaf, primals, tangents)
+  return jax.jvp(
+      lambda eps, leaves: _moments.standardized_per_leaf(
+          leaves, axes, eps, rescale=False, axis_name=axis_name), primals, tangents)
 
 
 def tree_moments(
@@ -118,8 +115,9 @@ def tree_moments(
                 for x, m, a in zip(xs, raw_means, axes)]
   sums, squares = reduce([(deviations, 'sum'), ([jnp.square(d) for d in deviations], 'sum')])
   moments = []
-  for m, hi, lo, s, s2, inverse in zip(raw_means, largest, smallest, sums, squares,
-                                       inverse_sizes):
+  for m, hi, lo, s, s2, inverse, shape in zip(raw_means, largest, smallest, sums, squares,
+                                              inverse_sizes, kept):
+    m, hi, lo, s, s2 = (v.reshape(shape) for v in (m, hi, lo, s, s2))
     constant = hi == lo
     offset = s * inverse
     variance = jnp.maximum(s2 * inverse - jnp.square(offset), 0)
@@ -128,8 +126,7 @@ def tree_moments(
         shift=jnp.where(constant, hi, m),
         offset=jnp.where(constant, 0, offset),
         scaled_std=jnp.where(constant, 0, jnp.sqrt(variance))))
-  return [m._replace(**{f: v.reshape(k) for f, v in m._asdict().items() if v is not None})
-          for m, k in zip(moments, kept)]
+  return moments
 
 
 _COMBINE = {'sum': jax.lax.add, 'max': jax.lax.max, 'min': jax.lax.min}

@@ -165,6 +165,15 @@ def standardize(
           for x, m, (shift, offset, inverse) in zip(leaves, moments, scalars)]
 
 
+def standardized_per_leaf(
+    leaves: Sequence[jax.Array], axes: Sequence[tuple[int, ...]], eps: Any, *, rescale: bool,
+    axis_name: AxisName = None,
+) -> list[jax.Array]:
+  """Eq. 1 of each leaf over its `axes`, each leaf reduced on its own (the per-leaf path)."""
+  return standardize(leaves, tree_moments(leaves, axes, rescale=rescale, axis_name=axis_name),
+                     eps)
+
+
 def center(leaves: Sequence[jax.Array], moments: Sequence[Moments]) -> list[jax.Array]:
   """`x - mean` of each leaf, in its accumulation dtype."""
   scalars = _cpu_barrier([(m.shift, m.offset) for m in moments])

@@ -137,12 +137,10 @@ def _standardized(interpret, axes, eps, leaves):
 @_standardized.defjvp
 def _standardized_jvp(interpret, axes, primals, tangents):
   del interpret
-  return jax.jvp(functools.partial(_xla_standardized, axes), primals, tangents)
-
-
-def _xla_standardized(axes, eps, leaves):
-  moments = _moments.tree_moments(leaves, axes, rescale=_moments.tiny_stds_matter(eps))
-  return _moments.standardize(leaves, moments, eps)
+  rescale = _moments.tiny_stds_matter(primals[0])
+  return jax.jvp(
+      lambda eps, leaves: _moments.standardized_per_leaf(leaves, axes, eps, rescale=rescale),
+      primals, tangents)
 
 
 def leaf_moments(leaves: Sequence[jax.Array], interpret: bool,

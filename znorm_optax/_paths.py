@@ -133,9 +133,9 @@ def _on_path(path, axes, axis_name, eps, rescale, leaves):
       outputs[i] = result
   rest = [i for i in range(len(leaves)) if outputs[i] is None]
   if rest:
-    rest_leaves = [leaves[i] for i in rest]
-    moments = _moments.tree_moments(rest_leaves, [axes[i] for i in rest], rescale=rescale,
-                                    axis_name=axis_name)
-    for i, result in zip(rest, _moments.standardize(rest_leaves, moments, eps)):
+    results = _moments.standardized_per_leaf(
+        [leaves[i] for i in rest], [axes[i] for i in rest], eps, rescale=rescale,
+        axis_name=axis_name)
+    for i, result in zip(rest, results):
       outputs[i] = result
   return outputs
