@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
@@ -44,6 +45,22 @@ def _epoch_means(metric_sums, prefix: str) -> dict[str, float]:
   if skipped is not None:
     record[prefix + steps.SKIPPED] = int(skipped)
   return record
+
+
+@jax.jit
+def _add_sums_compiled(metric_sums: Metrics, new: Metrics) -> Metrics:
+  return steps.accumulate(metric_sums, new)
+
+
+def _add_sums(metric_sums: Metrics | None, new: Metrics) -> Metrics:
+  """``metric_sums + new`` on device, from zeros for ``None``.
+
+  One program for every step, the first included, so that it compiles in the
+  run's first step, which the throughput leaves out.
+  """
+  if metric_sums is None:
+    metric_sums = jax.tree.map(jnp.zeros_like, new)
+  return _add_sums_compiled(metric_sums, new)
 
 
 def _pure(state: nnx.State) -> dict:
@@ -89,6 +106,8 @@ class _Run:
     self.log = metrics_log.MetricsLog(workdir)
     self.history: list[dict[str, Any]] = []
     self.step = 0
+    self.compiled = False  # Whether this process has run (and so compiled) the train step.
+    self.examples_per_second: float | None = None  # The last epoch's, without the compile.
     self.train_sums: Metrics | None = None  # Running sums of the current epoch, on device.
     try:
       saved_steps = self.checkpointer.steps()
@@ -187,11 +206,13 @@ class _Run:
         config=self.config_json,
     )
 
-  def train_epoch(self, epoch: int) -> float | None:
-    """Runs the rest of ``epoch``; returns its training examples per second.
+  def train_epoch(self, epoch: int) -> bool:
+    """Runs the rest of ``epoch``; ``False`` if :attr:`stop` asked to stop before its last step.
 
-    Returns ``None`` if :attr:`stop` asked to stop before the epoch's last step;
-    the state is saved then.
+    The state is saved then. Sets :attr:`examples_per_second`, the epoch's
+    training throughput. The run's first step compiles the train step, so the
+    clock starts after it: the rate is over the epoch's later steps, and
+    ``None`` for an epoch with none.
     """
     config, steps_per_epoch = self.config, self.data.steps_per_epoch
     first = self.step - epoch * steps_per_epoch
@@ -201,14 +222,19 @@ class _Run:
         desc=f'{self.name} epoch {epoch + 1}/{config.num_epochs}',
     )
     self._start_interval()
-    start = time.perf_counter()
+    start, timed_from = time.perf_counter(), self.step
     for in_epoch, batch in enumerate(self.data.train_batches(epoch, first), first + 1):
       (self.state, self.health), outputs = self.train_step(
           (self.state, self.health), self.data_parallel.put_batch(batch))
       self.stop.training_started()
       batch_sums, statistics = outputs if self.gradient_statistics else (outputs, None)
-      self.train_sums = steps.accumulate(self.train_sums, batch_sums)
+      self.train_sums = _add_sums(self.train_sums, batch_sums)
       self.step += 1
+      if not self.compiled:  # Keeps the compile out of the throughput: the clocks start here.
+        jax.block_until_ready(self.state)
+        self.compiled = True
+        start, timed_from = time.perf_counter(), self.step
+        self._interval_step, self._interval_time = self.step, start
       progress.update()
       if self.step % config.log_every_steps == 0:
         self._log_interval(statistics, progress)
@@ -217,10 +243,12 @@ class _Run:
         self.save(force=stopping)
         if stopping:
           progress.close()
-          return None
+          return False
     self.check_finite()
     progress.close()
-    return (steps_per_epoch - first) * config.batch_size / (time.perf_counter() - start)
+    self.examples_per_second = None if self.step == timed_from else (
+        (self.step - timed_from) * config.batch_size / (time.perf_counter() - start))
+    return True
 
   def _start_interval(self) -> None:
     sums = self.train_sums
@@ -241,11 +269,12 @@ class _Run:
         name: value - self._interval_sums[name] for name, value in sums.items()}
     now = time.perf_counter()
     record = _epoch_means(interval_sums, TRAIN_PREFIX)
-    record[TRAIN_PREFIX + 'examples_per_second'] = (
-        (self.step - self._interval_step) * self.config.batch_size / (now - self._interval_time))
+    if self.step > self._interval_step:  # Not for an interval that held only the compiling step.
+      record[TRAIN_PREFIX + 'examples_per_second'] = (
+          (self.step - self._interval_step) * self.config.batch_size / (now - self._interval_time))
     self.tensorboard.scalars('interval', record, self.step)
     progress.set_postfix(loss=f'{record[TRAIN_PREFIX + "loss"]:.4f}',
-                         examples_per_s=f'{record[TRAIN_PREFIX + "examples_per_second"]:.0f}')
+                         examples_per_s=_format(record.get(TRAIN_PREFIX + 'examples_per_second')))
     self._interval_sums, self._interval_step, self._interval_time = sums, self.step, now
 
   def evaluate(self) -> Metrics:
@@ -255,22 +284,21 @@ class _Run:
       eval_sums = steps.accumulate(eval_sums, batch_sums)
     return self.data_parallel.get_state(eval_sums)
 
-  def end_epoch(self, epoch: int, examples_per_second: float) -> None:
+  def end_epoch(self, epoch: int) -> None:
     record = {
         'epoch': epoch + 1,
         'step': self.step,
         **_epoch_means(self.data_parallel.get_state(self.train_sums), TRAIN_PREFIX),
         **_epoch_means(self.evaluate(), EVAL_PREFIX),
-        'train_examples_per_second': examples_per_second,
+        'train_examples_per_second': self.examples_per_second,
     }
     self.history.append(record)
     self.log.write(record)
-    self.tensorboard.scalars(
-        'epoch', {k: v for k, v in record.items() if k not in ('epoch', 'step')}, self.step)
+    self.tensorboard.scalars('epoch', {k: v for k, v in record.items()
+                                       if k not in ('epoch', 'step') and v is not None}, self.step)
     self.tensorboard.flush()
-    if self.config.progress_bar and jax.process_index() == 0:
-      summary = ', '.join(f'{k} {v:.4g}' for k, v in record.items() if k not in ('epoch', 'step'))
-      tqdm.tqdm.write(f'{self.name} epoch {epoch + 1}: {summary}')
+    if jax.process_index() == 0:  # With the progress bar or without: a run shows each epoch.
+      tqdm.tqdm.write(f'{self.name} epoch {epoch + 1}: {summary(record)}')
     self.train_sums = None
     self.save(force=epoch + 1 == self.config.num_epochs or self.stop.stopping)
 
@@ -335,7 +363,9 @@ def fit(
     One record per epoch: ``epoch``, ``step``, ``train_<metric>`` and
     ``test_<metric>`` means, ``train_examples_per_second`` (and
     ``train_skipped_steps`` with ``on_nonfinite='skip'``). With ``resume`` the
-    epochs restored from the checkpoint are included.
+    epochs restored from the checkpoint are included. The throughput leaves
+    out the process's first step, which compiles the train step (``None``
+    for an epoch that has no other step). Process 0 prints each record.
 
   Raises:
     ValueError: for a bad config field, a ``workdir`` that holds checkpoints
@@ -356,10 +386,9 @@ def fit(
                stacked_axes, stop, name or f'seed {config.seed}')
     try:
       for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
-        examples_per_second = run.train_epoch(epoch)
-        if examples_per_second is None:
+        if not run.train_epoch(epoch):
           break
-        run.end_epoch(epoch, examples_per_second)
+        run.end_epoch(epoch)
         if stop.stopping:
           break
     finally:
@@ -367,6 +396,16 @@ def fit(
     if stop.received is not None or stop.stopping:
       raise _interrupted(run, stop)
   return run.history
+
+
+def summary(record: dict[str, Any]) -> str:
+  """``train_loss 2.31, test_loss 2.4, ...``: a record's values but its epoch and step."""
+  return ', '.join(f'{key} {_format(value)}' for key, value in record.items()
+                   if key not in ('epoch', 'step'))
+
+
+def _format(value) -> str:
+  return 'n/a' if value is None else f'{value:.4g}'
 
 
 def _interrupted(run: _Run, stop: stop_signals.StopSignals) -> errors.Interrupted:

@@ -5,7 +5,8 @@ tensorboardX writes them; it needs neither TensorFlow nor TensorBoard. Tags:
 * ``epoch/<key>``: every value of the epoch's ``metrics.jsonl`` record, e.g.
   ``epoch/train_loss`` and ``epoch/test_accuracy``, at the epoch's last step;
 * ``interval/train_<metric>`` and ``interval/train_examples_per_second``: means
-  over each log interval (``--config.log_every_steps``);
+  over each log interval (``--config.log_every_steps``); the throughput, like
+  the epoch's, leaves out the run's first step, which compiles the train step;
 * ``gradient_norm_before/<leaf>`` (and ``gradient_std_before``,
   ``gradient_norm_after``, ``gradient_std_after``) with
   ``--config.log_gradient_statistics``;

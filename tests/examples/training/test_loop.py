@@ -1,4 +1,7 @@
-"""The training core on a tiny linear task: parallel modes, resume, load_model, sweep."""
+"""The training core on a tiny linear task: parallel modes, resume, load_model, sweep, output."""
+
+import dataclasses
+import glob
 
 import chex
 import jax
@@ -13,6 +16,7 @@ from examples.study import defaults
 from examples.study import methods
 from examples.study import sweep
 from examples.training import loop
+from examples.training import metrics_log
 from examples.training import parallel
 from examples.training import resume
 from examples.training.data import ArraySource
@@ -20,6 +24,7 @@ from examples.training.task import MASK
 from examples.training.task import Task
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
+from tests.examples.saved import tensorboard_events
 from tests.examples.saved import without_timing
 
 FEATURES, CLASSES = 6, 3
@@ -185,3 +190,71 @@ def test_sweep_runs_the_grid_and_skips_finished_runs(tmp_path):
   again = sweep.run_sweep(run_one, config, str(tmp_path))
   assert trained_steps == []
   assert [r.history for r in again] == [r.history for r in first]
+
+
+def tensorboard_scalars(workdir) -> dict[str, dict[int, float]]:
+  """Tag -> step -> value of the run's one event file."""
+  (events_file,) = glob.glob(f'{workdir}/events.out.tfevents.*')
+  scalars = {}
+  for event in tensorboard_events(events_file):
+    for value in event.summary.value:
+      if value.HasField('simple_value'):
+        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  return scalars
+
+
+class _FakeClock:
+  """``time.perf_counter`` for the loop: 1000 s per trace of the train loss, 1 s per batch."""
+
+  def __init__(self):
+    self.now = 0.0
+
+  def perf_counter(self):
+    return self.now
+
+  def batches(self, source):
+    real_batches = source.train_batches
+
+    def ticking(epoch, start_step=0):
+      for batch in real_batches(epoch, start_step):
+        self.now += 1.0
+        yield batch
+
+    source.train_batches = ticking
+    return source
+
+  def task(self):
+    def train_loss(model, batch):
+      self.now += 1000.0  # A compile: the loss runs in Python only while the step is traced.
+      return _train_loss(model, batch)
+
+    return dataclasses.replace(TASK, train_loss=train_loss)
+
+
+def test_each_epoch_is_printed_and_its_throughput_leaves_out_the_compile(tmp_path, capsys,
+                                                                         monkeypatch):
+  clock = _FakeClock()
+  monkeypatch.setattr(loop, 'time', clock)
+  config = _config(method='adam')  # progress_bar=False.
+  history = loop.fit(config, str(tmp_path), clock.task(), clock.batches(_source(config)),
+                     methods.make_optimizer('adam', config.learning_rate), name='linear')
+  # 8 examples a (fake) second: epoch 1's 11 steps after the compiling one, then 12.
+  assert [record['train_examples_per_second'] for record in history] == [8.0, 8.0]
+  lines = capsys.readouterr().out.splitlines()
+  assert [line.split(':')[0] for line in lines] == ['linear epoch 1', 'linear epoch 2']
+  assert lines[-1].endswith(
+      f'test_loss {history[-1]["test_loss"]:.4g}, train_examples_per_second 8')
+  intervals = tensorboard_scalars(tmp_path)['interval/train_examples_per_second']
+  assert intervals == {step: 8.0 for step in range(4, 25, 4)}
+
+  # One step per epoch: epoch 1 has no step without the compile, and no throughput.
+  config = _config(method='adam', batch_size=NUM_TRAIN, log_every_steps=1)
+  history = loop.fit(config, str(tmp_path / 'one_step'), clock.task(),
+                     clock.batches(_source(config)),
+                     methods.make_optimizer('adam', config.learning_rate), name='linear')
+  assert [record['train_examples_per_second'] for record in history] == [None, NUM_TRAIN]
+  assert metrics_log.read(tmp_path / 'one_step' / 'metrics.jsonl') == history
+  assert capsys.readouterr().out.splitlines()[0].endswith('train_examples_per_second n/a')
+  scalars = tensorboard_scalars(tmp_path / 'one_step')
+  assert scalars['epoch/train_examples_per_second'] == {2: NUM_TRAIN}
+  assert scalars['interval/train_examples_per_second'] == {2: NUM_TRAIN}
