@@ -7,6 +7,7 @@ import statistics
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from examples.study import defaults
 from examples.study import report
@@ -77,5 +78,31 @@ def test_write_report_makes_table_and_png(tmp_path):
   table, png = report.write_report(results, str(tmp_path), dataset='toy', table_columns=columns,
                                    curves=columns)
   assert (tmp_path / 'table.md').read_text() == table
+  assert ((tmp_path / 'differences.md').read_text()
+          == report.differences_table(results, columns))
   with open(png, 'rb') as f:
     assert f.read(8) == b'\x89PNG\r\n\x1a\n'
+
+
+def test_differences_are_every_pair_with_welch_t_against_scipy(tmp_path):
+  results, _ = _run_sweep(tmp_path)
+  results += [sweep.RunResult('m', 'gc', seed, [{'test_accuracy': 0.4 + 0.05 * seed**2}])
+              for seed in (1, 2, 3)]
+  table = report.differences_table(results, [('test_accuracy', 'Test Accuracy', 3)])
+  lines = table.strip().splitlines()
+  assert lines[0] == '| Model | Method | Minus | Δ Test Accuracy (t) |'
+  final = {method: [run.history[-1]['test_accuracy'] for run in results if run.method == method]
+           for method in ('adam', 'znorm', 'gc')}
+  pairs = [('znorm', 'adam'), ('gc', 'adam'), ('gc', 'znorm')]
+  assert len(lines) == 2 + len(pairs)
+  for line, (later, earlier) in zip(lines[2:], pairs, strict=True):
+    a, b = final[later], final[earlier]
+    t = stats.ttest_ind(a, b, equal_var=False).statistic
+    label = {'znorm': 'ZNorm', 'adam': 'Baseline (Adam)', 'gc': 'Gradient Centralization'}
+    assert line == (f'| m | {label[later]} | {label[earlier]} | '
+                    f'{np.mean(a) - np.mean(b):+.3f} ({t:+.1f}) |')
+  assert report.welch_t([1.0, 2.0, 4.0], [0.5, 0.5, 0.7]) == pytest.approx(
+      stats.ttest_ind([1.0, 2.0, 4.0], [0.5, 0.5, 0.7], equal_var=False).statistic, rel=1e-12)
+  assert np.isnan(report.welch_t([1.0], [2.0, 3.0]))
+  # The docstring's threshold: two-sided 5% at Welch's fewest degrees of freedom for 3 seeds.
+  assert stats.t.ppf(0.975, 2) == pytest.approx(4.3, abs=0.01)
