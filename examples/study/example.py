@@ -65,6 +65,8 @@ class Example:
       (e.g. with :func:`znorm_optax.stacked_axes_from_specs`). It gets the
       task's model as ``nnx.eval_shape`` builds it. ``znorm`` and ``gc`` then
       take statistics per layer, and the gradient log records each layer.
+      Embedding tables need no entry: the study finds every ``nnx.Embed``
+      (:func:`examples.study.methods.embedding_rows`).
   """
 
   validate_config: Callable[[Config], None]

@@ -80,14 +80,17 @@ def train_and_evaluate(example: Example, config: ml_collections.ConfigDict, work
   task = example.make_task(config, data)
   learning_rate = example.learning_rate(config, source.steps_per_epoch)
   resumable_keys = (*RESUMABLE_KEYS, *example.resumable_keys(config))
+  abstract_model = nnx.eval_shape(lambda: task.create_model(nnx.Rngs(config.seed), None))
   stacked_axes = None
   if example.stacked_axes is not None:
-    stacked_axes = example.stacked_axes(
-        nnx.eval_shape(lambda: task.create_model(nnx.Rngs(config.seed), None)))
+    stacked_axes = example.stacked_axes(abstract_model)
+  embedding_rows = methods.embedding_rows(abstract_model)
   history = loop.fit(config, workdir, task, source,
-                     methods.make_optimizer(config.method, learning_rate, stacked_axes),
+                     methods.make_optimizer(config.method, learning_rate, stacked_axes,
+                                            embedding_rows),
                      resumable_keys=resumable_keys,
-                     gradient_transform=methods.gradient_transform(config.method, stacked_axes),
+                     gradient_transform=methods.gradient_transform(config.method, stacked_axes,
+                                                                   embedding_rows),
                      stacked_axes=stacked_axes,
                      name=f'{config.model} {config.method} seed {config.seed}')
   if example.score is not None:
@@ -133,9 +136,13 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> None:
     # Sweep runs of one method compile identical steps; later runs load them from disk.
     jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'jax_cache'))
   if not is_sweep(config):
-    train_and_evaluate(example, config, workdir)
+    history = train_and_evaluate(example, config, workdir)
+    if jax.process_index() == 0:
+      print(f'Final: {loop.summary(history[-1])}')
+      print(f'Metrics (metrics.jsonl, TensorBoard) and checkpoints in {workdir}')
     return
   table = run_sweep(example, config, workdir).table
   if jax.process_index() == 0:
     print(table)
-    print(f'Report (table.md, curves.png and the example\'s figures) in {workdir}')
+    print(f'Report (table.md, differences.md with Welch\'s t, curves.png and the example\'s '
+          f'figures) in {workdir}')

@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import jax
 import optax
+from flax import nnx
 
 import znorm_optax
 
@@ -30,53 +31,116 @@ def _adamw(weight_decay: float):
   return make
 
 
-def by_path(stacked_axes: StackedAxes) -> Callable[[Any], Any] | None:
-  """``stacked_axes`` as a callable of any tree with the parameters' key paths.
+def by_path(*stacked_axes: StackedAxes) -> Callable[[Any], Any] | None:
+  """The union of ``stacked_axes`` trees as a callable of any tree with the parameters' key paths.
 
   ``nnx.Optimizer`` hands the transforms ``nnx.State`` trees and the gradient
-  log pure dicts; both flatten to the same ``'blocks/qkv/kernel'`` paths.
+  log pure dicts; both flatten to the same ``'blocks/qkv/kernel'`` paths. A
+  leaf stacked in several trees (the layers and rows of a stack of embedding
+  tables) gets all their axes. ``None`` where no tree is given.
   """
-  if stacked_axes is None:
+  if all(tree is None for tree in stacked_axes):
     return None
-  flat = {_path_name(path): axes for path, axes in jax.tree_util.tree_flatten_with_path(
-      stacked_axes, is_leaf=lambda x: x is None or isinstance(x, tuple))[0]}
+  axes_by_name = _axes_by_name(*stacked_axes)
+  return _by_name(axes_by_name.get)
+
+
+def _axes_by_name(*stacked_axes: StackedAxes) -> dict[str, tuple[int, ...]]:
+  """``'blocks/qkv/kernel' -> (0,)`` for every leaf that a tree of ``stacked_axes`` stacks."""
+  axes_by_name = {}
+  for tree in stacked_axes:
+    for path, axes in jax.tree_util.tree_flatten_with_path(
+        tree, is_leaf=lambda x: x is None or isinstance(x, tuple))[0]:
+      if axes is not None:
+        name = _path_name(path)
+        axes = (axes,) if isinstance(axes, int) else tuple(axes)
+        axes_by_name[name] = tuple(sorted({*axes_by_name.get(name, ()), *axes}))
+  return axes_by_name
+
+
+def _by_name(value: Callable[[str], Any]) -> Callable[[Any], Any]:
+  """A tree like the one it is given, with ``value(path name)`` at every leaf."""
   return lambda tree: jax.tree_util.tree_map_with_path(
-      lambda path, _: flat.get(_path_name(path)), tree)
+      lambda path, _: value(_path_name(path)), tree)
 
 
 def _path_name(path) -> str:
   return jax.tree_util.keystr(path, simple=True, separator='/')
 
 
+def embedding_rows(model: nnx.Module) -> dict:
+  """Each embedding table's row axis (``nnx.Embed``'s, one row per token), ``None`` elsewhere.
+
+  A pure dict shaped like ``nnx.to_pure_dict(nnx.state(model, nnx.Param))``.
+  The row axis is the table's second to last (a stack of tables keeps its
+  layer axes in front). It works on the abstract model of ``nnx.eval_shape``.
+  """
+  tables = {path for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Embed)}
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: (leaf.ndim - 2 if tuple(_key(k) for k in path[:-1]) in tables
+                          and _key(path[-1]) == 'embedding' else None), params)
+
+
+def _key(entry) -> Any:
+  return getattr(entry, 'key', getattr(entry, 'idx', entry))
+
+
 class Method(NamedTuple):
   """A method: a change to the gradient, then Adam (or AdamW)."""
 
-  gradient_transform: Callable[[Callable | None], optax.GradientTransformation] | None
+  gradient_transform: Callable[[StackedAxes, StackedAxes], optax.GradientTransformation] | None
   """Factory of what is applied to the raw gradient before Adam's moments, from
-  the parameters' stacked axes (see :func:`by_path`); ``None``: the gradient as it is."""
+  the parameters' layer axes and the embedding tables' row axes (see
+  :func:`by_path`); ``None``: the gradient as it is."""
   adam: Callable[[LearningRate], optax.GradientTransformation]
   """Factory of the Adam-type optimizer that follows, from a learning rate."""
 
 
 def _ignores_stacked_axes(transform: optax.GradientTransformation):
-  return lambda stacked_axes: transform
+  return lambda layers, embedding_rows: transform
+
+
+def _znorm(*, pool_layers: bool = False, embeddings: str = 'rows'):
+  """ZNorm per layer (or with a stack's layers pooled), and the embedding tables per ``embeddings``.
+
+  ``'rows'``: each row of a table has statistics of its own, so the row of a
+  token absent from the batch (a zero gradient) stays zero and Adam leaves it
+  alone; ``'table'``: the whole table's, which give such a row ``-mean/std``;
+  ``'adam'``: the tables are left out of ZNorm.
+  """
+  def make(layers, rows):
+    layers = None if pool_layers else layers
+    if embeddings == 'rows':
+      return znorm_optax.znorm(stacked_axes=by_path(layers, rows))
+    tables = _axes_by_name(rows)
+    mask = _by_name(lambda name: name not in tables) if embeddings == 'adam' and tables else None
+    return znorm_optax.znorm(stacked_axes=by_path(layers), mask=mask)
+
+  return make
 
 
 METHODS: dict[str, Method] = {
     'adam': Method(None, optax.adam),
-    'znorm': Method(lambda stacked_axes: znorm_optax.znorm(stacked_axes=stacked_axes), optax.adam),
-    'znorm_pooled': Method(_ignores_stacked_axes(znorm_optax.znorm()), optax.adam),
-    'gc': Method(lambda stacked_axes: znorm_optax.centralize(stacked_axes=stacked_axes),
+    'znorm': Method(_znorm(), optax.adam),
+    'znorm_pooled': Method(_znorm(pool_layers=True), optax.adam),
+    'gc': Method(lambda layers, embedding_rows: znorm_optax.centralize(stacked_axes=by_path(layers)),
                  optax.adam),
     'clip': Method(_ignores_stacked_axes(optax.clip(_CLIP_THRESHOLD)), optax.adam),
     'clip_norm': Method(_ignores_stacked_axes(optax.clip_by_global_norm(_GLOBAL_NORM)),
                         optax.adam),
     'wd1e-3': Method(None, _adamw(1e-3)),
     'wd1e-4': Method(None, _adamw(1e-4)),
+    'znorm_table': Method(_znorm(embeddings='table'), optax.adam),
+    'znorm_masked': Method(_znorm(embeddings='adam'), optax.adam),
 }
-"""Method name -> its :class:`Method`. ``znorm`` and ``gc`` take statistics per
-layer of a stack; ``znorm_pooled`` pools a stack's layers (what ``znorm()``
-without ``stacked_axes`` does to an ``nnx.scan`` model)."""
+"""Method name -> its :class:`Method`. ``znorm`` takes statistics per layer of a
+stack and per row of an embedding table; ``znorm_pooled`` pools a stack's
+layers (what ``znorm()`` without ``stacked_axes`` does to an ``nnx.scan``
+model), ``znorm_table`` takes an embedding table's statistics over the whole
+table, ``znorm_masked`` leaves the tables to Adam alone; each is otherwise
+``znorm``. ``gc`` centralizes per layer. For a model without stacks or
+embedding tables the four ZNorm methods are one."""
 
 DESCRIPTIONS = {
     'adam': 'Baseline (Adam)',
@@ -87,6 +151,8 @@ DESCRIPTIONS = {
     'clip_norm': 'Global-norm Clipping (1.0)',
     'wd1e-3': 'Weight Decay 1E-3 (AdamW)',
     'wd1e-4': 'Weight Decay 1E-4 (AdamW)',
+    'znorm_table': 'ZNorm, embedding tables whole',
+    'znorm_masked': 'ZNorm, embeddings to Adam alone',
 }
 """Method name -> the row label the paper's tables use."""
 
@@ -99,26 +165,35 @@ def check_method(name: str) -> str:
 
 
 def check_methods(config) -> None:
-  """Checks ``config.method`` and every name in ``config.sweep.methods``; see :func:`check_method`."""
-  for name in (config.method, *config.sweep.methods):
-    check_method(name)
+  """Checks ``config.method`` and every name in ``config.sweep.methods``; a refusal names the flag."""
+  for flag, names in (('--config.method', (config.method,)),
+                      ('--config.sweep.methods', config.sweep.methods)):
+    for name in names:
+      try:
+        check_method(name)
+      except ValueError as error:
+        raise ValueError(f'{flag}: {error}') from error
 
 
-def make_optimizer(name: str, learning_rate: LearningRate,
-                   stacked_axes: StackedAxes = None) -> optax.GradientTransformation:
+def make_optimizer(name: str, learning_rate: LearningRate, stacked_axes: StackedAxes = None,
+                   embedding_rows: StackedAxes = None) -> optax.GradientTransformation:
   """Builds the optimizer of a named method.
 
   Args:
     name: one of :data:`METHODS`: ``adam`` (baseline), ``znorm``
-      (:func:`znorm_optax.znorm` before Adam, per layer of a stack),
-      ``znorm_pooled`` (``znorm()`` before Adam, a stack's layers pooled),
-      ``gc`` (:func:`znorm_optax.centralize` before Adam), ``clip``
-      (elementwise ``optax.clip(0.1)`` before Adam), ``clip_norm``
+      (:func:`znorm_optax.znorm` before Adam, per layer of a stack and per
+      row of an embedding table), ``znorm_pooled`` (a stack's layers pooled),
+      ``znorm_table`` (an embedding table's statistics over the whole table),
+      ``znorm_masked`` (the embedding tables left to Adam alone), ``gc``
+      (:func:`znorm_optax.centralize` before Adam), ``clip`` (elementwise
+      ``optax.clip(0.1)`` before Adam), ``clip_norm``
       (``optax.clip_by_global_norm(1.0)`` before Adam), ``wd1e-3`` /
       ``wd1e-4`` (:func:`optax.adamw` with that decay).
     learning_rate: a float or an optax schedule.
-    stacked_axes: the parameters' stacked axes (see :data:`StackedAxes`),
+    stacked_axes: the parameters' layer axes (see :data:`StackedAxes`),
       which ``znorm`` and ``gc`` give statistics of their own.
+    embedding_rows: the embedding tables' row axes, as
+      :func:`embedding_rows` reads them from the model.
 
   Returns:
     An :class:`optax.GradientTransformation`.
@@ -130,10 +205,11 @@ def make_optimizer(name: str, learning_rate: LearningRate,
   optimizer = method.adam(learning_rate)
   if method.gradient_transform is None:
     return optimizer
-  return optax.chain(gradient_transform(name, stacked_axes), optimizer)
+  return optax.chain(gradient_transform(name, stacked_axes, embedding_rows), optimizer)
 
 
-def gradient_transform(name: str, stacked_axes: StackedAxes = None) -> optax.GradientTransformation:
+def gradient_transform(name: str, stacked_axes: StackedAxes = None,
+                       embedding_rows: StackedAxes = None) -> optax.GradientTransformation:
   """What a named method does to the gradient before Adam's moments.
 
   It is the first part of :func:`make_optimizer`'s chain, stateless, so the
@@ -143,6 +219,7 @@ def gradient_transform(name: str, stacked_axes: StackedAxes = None) -> optax.Gra
   Args:
     name: one of :data:`METHODS`.
     stacked_axes: as for :func:`make_optimizer`.
+    embedding_rows: as for :func:`make_optimizer`.
 
   Returns:
     :func:`znorm_optax.znorm`, :func:`znorm_optax.centralize`,
@@ -154,4 +231,4 @@ def gradient_transform(name: str, stacked_axes: StackedAxes = None) -> optax.Gra
     ValueError: if ``name`` is not a registered method; the message lists them.
   """
   factory = METHODS[check_method(name)].gradient_transform
-  return optax.identity() if factory is None else factory(by_path(stacked_axes))
+  return optax.identity() if factory is None else factory(stacked_axes, embedding_rows)

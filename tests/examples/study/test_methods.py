@@ -5,6 +5,7 @@ import ml_collections
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from examples.study import methods
 
@@ -32,7 +33,8 @@ def _leafwise(change):
 CHANGES = {  # name -> the change of a dict of float64 gradients before Adam.
     'adam': _leafwise(lambda g: g), 'wd1e-3': _leafwise(lambda g: g),
     'wd1e-4': _leafwise(lambda g: g), 'znorm': _leafwise(_zscore),
-    'znorm_pooled': _leafwise(_zscore), 'gc': _leafwise(_centralize),
+    'znorm_pooled': _leafwise(_zscore), 'znorm_table': _leafwise(_zscore),
+    'znorm_masked': _leafwise(_zscore), 'gc': _leafwise(_centralize),
     'clip': _leafwise(lambda g: np.clip(g, -0.1, 0.1)), 'clip_norm': _clip_by_global_norm,
 }
 
@@ -115,6 +117,53 @@ def test_stacked_axes_give_each_layer_its_own_statistics(name, per_layer):
                              rtol=1e-5, atol=1e-5)
   if per_layer is not None:  # The test can fail: pooled statistics are far from per-layer ones.
     assert np.max(np.abs(whole - expected)) > 0.5
+
+
+def _rows(g, change):
+  return np.stack([change(row) for row in g])
+
+
+def test_embedding_tables_per_row_whole_or_left_to_adam():
+  # A table whose rows 1 and 3 belong to tokens absent from the batch: zero gradient.
+  rng = np.random.default_rng(3)
+  table = rng.normal(0.2, 1.0, size=(5, 6)).astype(np.float32)
+  table[[1, 3]] = 0.0
+  layers = [rng.normal(0.0, 1.0, size=(3, 4)), rng.normal(5.0, 40.0, size=(3, 4))]
+  grads = {'embed': {'embedding': table}, 'blocks': {'kernel': np.stack(layers).astype(np.float32)}}
+  stacked_axes = {'embed': {'embedding': None}, 'blocks': {'kernel': 0}}
+  embedding_rows = {'embed': {'embedding': 0}, 'blocks': {'kernel': None}}
+  per_layer = np.stack([_zscore(g) for g in layers])
+  expected = {  # name -> (table, blocks), float64.
+      'znorm': (_rows(table.astype(np.float64), _zscore), per_layer),
+      'znorm_pooled': (_rows(table.astype(np.float64), _zscore),
+                       _zscore(np.stack(layers).astype(np.float64))),
+      'znorm_table': (_zscore(table.astype(np.float64)), per_layer),
+      'znorm_masked': (table.astype(np.float64), per_layer),
+  }
+  for name, (expected_table, expected_blocks) in expected.items():
+    transform = methods.gradient_transform(name, stacked_axes, embedding_rows)
+    changed, _ = transform.update(grads, transform.init(grads))
+    np.testing.assert_allclose(changed['embed']['embedding'], expected_table, rtol=1e-5,
+                               atol=1e-5, err_msg=name)
+    np.testing.assert_allclose(changed['blocks']['kernel'], expected_blocks, rtol=1e-5, atol=1e-5,
+                               err_msg=name)
+  # The absent rows: zero per row, -mean/std with the whole table's statistics.
+  assert not np.any(expected['znorm'][0][[1, 3]])
+  assert np.all(np.abs(expected['znorm_table'][0][[1, 3]]) > 0.1)
+
+
+def test_embedding_rows_are_read_from_the_model():
+  class Model(nnx.Module):
+    def __init__(self, rngs):
+      self.tokens = nnx.Embed(10, 4, rngs=rngs)
+      members = nnx.vmap(lambda rngs: nnx.Embed(10, 4, rngs=rngs), in_axes=0, out_axes=0)
+      self.ensemble = nnx.split_rngs(splits=3)(members)(rngs)  # A stack of 3 tables.
+      self.head = nnx.Linear(4, 10, rngs=rngs)
+
+  model = nnx.eval_shape(lambda: Model(nnx.Rngs(0)))
+  assert methods.embedding_rows(model) == {
+      'tokens': {'embedding': 0}, 'ensemble': {'embedding': 1},
+      'head': {'kernel': None, 'bias': None}}
 
 
 def test_accepts_a_schedule():
