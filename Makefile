@@ -14,6 +14,11 @@ LOWER_BOUNDS_INSTALLED := $(LOWER_BOUNDS_VENV)/.installed
 AOT_VENV := $(VENV)/aot
 AOT_PYTHON := $(AOT_VENV)/bin/python
 AOT_INSTALLED := $(AOT_VENV)/.installed
+# Colab's JAX, jaxlib, Flax, optax and TensorFlow (notebooks/colab_runtime.txt) with the
+# notebooks' extras: the notebooks run there, as on Colab.
+COLAB_VENV := $(VENV)/colab
+COLAB_PYTHON := $(COLAB_VENV)/bin/python
+COLAB_INSTALLED := $(COLAB_VENV)/.installed
 
 .PHONY: demo lm-study test lint bench aot-cost docs clean
 
@@ -43,6 +48,13 @@ $(AOT_INSTALLED): $(INSTALLED)
 	  optax flax chex pytest pytest-xdist
 	touch $@
 
+$(COLAB_INSTALLED): pyproject.toml notebooks/colab_runtime.txt
+	test -x $(COLAB_PYTHON) || python3 -m venv $(COLAB_VENV)
+	$(COLAB_PYTHON) -m pip install --quiet --upgrade pip
+	$(COLAB_PYTHON) -m pip install --quiet -c notebooks/colab_runtime.txt \
+	  -r notebooks/colab_runtime.txt -e '.[notebooks,tfds]' pytest pytest-xdist 'setuptools>=77'
+	touch $@
+
 demo: $(INSTALLED)
 	$(PYTHON) -m examples.main \
 	  --config=examples/image_classification/configs/demo.py --workdir=runs/demo
@@ -52,16 +64,18 @@ lm-study: $(INSTALLED)
 	$(PYTHON) -m examples.main \
 	  --config=examples/language_model/configs/study.py --workdir=runs/lm_study
 
-# Two sessions: the examples', benchmarks' and notebooks' tests compile with XLA:CPU's older
-# fusion emitters, which is faster; the library's keep XLA's defaults (tests/conftest.py).
-test: $(INSTALLED) $(LOWER_BOUNDS_INSTALLED) $(AOT_INSTALLED)
+# The library's tests with .venv's versions and with the lower bounds, the accelerator
+# compilers' tests, the examples' and benchmarks', and the notebooks with Colab's versions. The
+# compile-bound sessions (examples, benchmarks, notebooks) compile with XLA:CPU's older fusion
+# emitters, which is faster; the library's keep XLA's defaults (tests/conftest.py).
+test: $(INSTALLED) $(LOWER_BOUNDS_INSTALLED) $(AOT_INSTALLED) $(COLAB_INSTALLED)
 	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=10 znorm_optax tests/znorm_optax \
 	  tests/test_docs.py tests/test_packaging.py
 	$(LOWER_BOUNDS_PYTHON) -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider znorm_optax \
 	  tests/znorm_optax
 	$(AOT_PYTHON) -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider --durations=5 tests/aot
-	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests/examples tests/benchmarks \
-	  tests/notebooks
+	$(PYTHON) -m pytest -n $(PYTEST_WORKERS) --durations=15 tests/examples tests/benchmarks
+	$(COLAB_PYTHON) -m pytest -n $(PYTEST_WORKERS) -p no:cacheprovider --durations=5 tests/notebooks
 
 lint: $(INSTALLED)
 	$(PYTHON) -m ruff check znorm_optax examples tests benchmarks notebooks

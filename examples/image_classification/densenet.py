@@ -74,7 +74,7 @@ class DenseNet(nnx.Module):
         compressed = int(features * COMPRESSION)
         stages.append(Transition(features, compressed, norm=norm, rngs=rngs))
         features = compressed
-    self.layers = nnx.List(stages)
+    self.layers = nnx.data(stages)
     self.final_norm = norm(features, rngs=rngs)
     self.classifier = nnx.Linear(features, num_classes, rngs=rngs)
 

@@ -75,7 +75,7 @@ class MobileNetV2(nnx.Module):
         blocks.append(InvertedResidual(features, out_features, stride, expansion, norm=norm,
                                        rngs=rngs))
         features = out_features
-    self.blocks = nnx.List(blocks)
+    self.blocks = nnx.data(blocks)
     last_features = round_channels(LAST_FEATURES * max(1.0, width_multiplier))
     self.head = layers.ConvBN(features, last_features, 1, norm=norm, rngs=rngs)
     self.classifier = nnx.Linear(last_features, num_classes, rngs=rngs)

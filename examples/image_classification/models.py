@@ -86,7 +86,7 @@ class ResNet(nnx.Module):
   def __init__(self, stem_features: int, stages: list[nnx.Module], out_features: int,
                num_classes: int, in_channels: int, *, norm, rngs: nnx.Rngs):
     self.stem = layers.ConvBN(in_channels, stem_features, 3, norm=norm, rngs=rngs)
-    self.blocks = nnx.List(stages)
+    self.blocks = nnx.data(stages)
     self.classifier = nnx.Linear(out_features, num_classes, rngs=rngs)
 
   def __call__(self, images: jax.Array) -> jax.Array:

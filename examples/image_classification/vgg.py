@@ -43,14 +43,14 @@ class VGG(nnx.Module):
         convs.append(layers.ConvBN(features, out_features, 3, padding=1, use_bias=True,
                                    norm=norm, rngs=rngs))
         features = out_features
-      stages.append(nnx.List(convs))
-    self.stages = nnx.List(stages)
+      stages.append(convs)
+    self.stages = nnx.data(stages)
     if small_images:
       self.hidden = None
       self.classifier = nnx.Linear(features, num_classes, rngs=rngs)
     else:
       hidden = layers.scale(HIDDEN_FEATURES, width, FIRST_STAGE_FEATURES)
-      self.hidden = nnx.List([nnx.Linear(features * POOLED_SIZE**2, hidden, rngs=rngs),
+      self.hidden = nnx.data([nnx.Linear(features * POOLED_SIZE**2, hidden, rngs=rngs),
                               nnx.Linear(hidden, hidden, rngs=rngs)])
       self.classifier = nnx.Linear(hidden, num_classes, rngs=rngs)
 

@@ -69,7 +69,7 @@ class MiddleBlock(nnx.Module):
   """Three ReLU-sep-conv-BN layers with an identity shortcut."""
 
   def __init__(self, features: int, *, norm: layers.Norm, rngs: nnx.Rngs):
-    self.convs = nnx.List([SeparableConvBN(features, features, norm=norm, rngs=rngs)
+    self.convs = nnx.data([SeparableConvBN(features, features, norm=norm, rngs=rngs)
                            for _ in range(3)])
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -107,7 +107,7 @@ class Xception(nnx.Module):
     exit_features = tuple(scaled(channels) for channels in EXIT_BLOCK_FEATURES)
     blocks.append(DownsamplingBlock(middle, exit_features, activate_input=True, norm=norm,
                                     rngs=rngs))
-    self.blocks = nnx.List(blocks)
+    self.blocks = nnx.data(blocks)
     exit1, exit2 = (scaled(channels) for channels in EXIT_FEATURES)
     self.exit1 = SeparableConvBN(exit_features[1], exit1, norm=norm, rngs=rngs)
     self.exit2 = SeparableConvBN(exit1, exit2, norm=norm, rngs=rngs)

@@ -43,7 +43,9 @@ DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def _init(initializer, *names):
-  return nnx.with_partitioning(initializer, names)
+  # The axis names are metadata here, not placements: the training core places the state
+  # itself (``--config.parallel``).
+  return nnx.with_partitioning(initializer, names, eager_sharding=False)
 
 
 def _dense(in_width, out_width, names, *, dtype, rngs, kernel_scale=1.0):
@@ -132,7 +134,7 @@ class Transformer(nnx.Module):
                        transform_metadata={nnx.PARTITION_NAME: LAYER_AXIS})
       self.blocks = nnx.split_rngs(splits=size.num_layers)(stack)(rngs)
     else:
-      self.blocks = nnx.List([block(rngs) for _ in range(size.num_layers)])
+      self.blocks = nnx.data([block(rngs) for _ in range(size.num_layers)])
     self.final_norm = _layer_norm(size.width, dtype=dtype, rngs=rngs)
     self.head = _dense(size.width, VOCAB_SIZE, ('embed', 'vocab'), dtype=dtype, rngs=rngs)
 
@@ -158,11 +160,8 @@ def check_model(name: str) -> str:
 def create_model(name: str, *, context: int, dtype: str = 'float32', scan_layers: bool = True,
                  rngs: nnx.Rngs) -> Transformer:
   """The :class:`Transformer` of size ``SIZES[name]``; ``dtype`` is a key of :data:`DTYPES`."""
-  # The parameters' axis names are metadata here, not placements: the training
-  # core places the state itself (``--config.parallel``).
-  with nnx.use_eager_sharding(False):
-    return Transformer(SIZES[check_model(name)], context=context, dtype=DTYPES[dtype],
-                       scan_layers=scan_layers, rngs=rngs)
+  return Transformer(SIZES[check_model(name)], context=context, dtype=DTYPES[dtype],
+                     scan_layers=scan_layers, rngs=rngs)
 
 
 def stacked_axes(model: nnx.Module) -> dict:

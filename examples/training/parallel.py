@@ -199,9 +199,9 @@ class Pmapped(DataParallel):
     )
 
   def get_state(self, state):
-    return jax.tree.map(
-        lambda x: np.asarray(x.addressable_shards[0].data).reshape(x.shape[1:]), state
-    )
+    # The first replica of the first shard: a shard holds one replica, or all of them where
+    # a jit outside pmap replicated the stack (JAX 0.7).
+    return jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data)[0], state)
 
   def put_batch(self, batch):
     def split(x):

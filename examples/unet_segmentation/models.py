@@ -112,11 +112,11 @@ class UNet(nnx.Module):
     norm = _norm_factory(bn_momentum, batch_norm_axis_name, rngs)
     features = [base_features * 2**level for level in range(depth + 1)]
     self.size_divisor = 2**depth
-    self.encoder = nnx.List([
+    self.encoder = nnx.data([
         DoubleConv(in_f, out_f, norm=norm, rngs=rngs)
         for in_f, out_f in zip([in_features] + features[:-1], features)
     ])
-    self.decoder = nnx.List([
+    self.decoder = nnx.data([
         DecoderBlock(features[level + 1], features[level], features[level], attention=attention,
                      norm=norm, rngs=rngs) for level in reversed(range(depth))
     ])
@@ -191,9 +191,9 @@ class ResNetUNet(nnx.Module):
         stage_blocks.append(Bottleneck(in_f, base_features * 2**stage, strides=strides,
                                        norm=norm, rngs=rngs))
         in_f = base_features * 2**stage * Bottleneck.expansion
-      blocks.append(nnx.List(stage_blocks))
+      blocks.append(stage_blocks)
       skip_features.append(in_f)
-    self.stages = nnx.List(blocks)
+    self.stages = nnx.data(blocks)
     skip_features.pop()  # The deepest stage feeds the decoder, it is no skip.
     decoder = []
     for skip_f in reversed(skip_features):
@@ -201,7 +201,7 @@ class ResNetUNet(nnx.Module):
       decoder.append(DecoderBlock(in_f, skip_f, out_f, norm=norm, rngs=rngs))
       in_f = out_f
     decoder.append(DecoderBlock(in_f, 0, base_features, norm=norm, rngs=rngs))
-    self.decoder = nnx.List(decoder)
+    self.decoder = nnx.data(decoder)
     self.head = nnx.Conv(base_features, num_classes, (1, 1), rngs=rngs)
 
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -235,22 +235,22 @@ class UNetPlusPlus(nnx.Module):
     features = [base_features * 2**level for level in range(depth + 1)]
     self.size_divisor = 2**depth
     self.depth = depth
-    self.encoder = nnx.List([
+    self.encoder = nnx.data([
         DoubleConv(in_f, out_f, norm=norm, rngs=rngs)
         for in_f, out_f in zip([in_features] + features[:-1], features)
     ])
     # nested[i][j - 1] is node X[i][j] for j >= 1; level i has depth - i such nodes.
-    self.upsample = nnx.List([
-        nnx.List([
+    self.upsample = nnx.data([
+        [
             nnx.ConvTranspose(features[level + 1], features[level], (2, 2), strides=(2, 2),
                               rngs=rngs) for _ in range(depth - level)
-        ]) for level in range(depth)
+        ] for level in range(depth)
     ])
-    self.nested = nnx.List([
-        nnx.List([
+    self.nested = nnx.data([
+        [
             DoubleConv(features[level] * (j + 1), features[level], norm=norm, rngs=rngs)
             for j in range(1, depth - level + 1)
-        ]) for level in range(depth)
+        ] for level in range(depth)
     ])
     self.head = nnx.Conv(features[0], num_classes, (1, 1), rngs=rngs)
 

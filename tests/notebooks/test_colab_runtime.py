@@ -3,8 +3,9 @@
 Colab's accelerator plugin is built for the jax it ships, so a setup cell that
 replaces jax or jaxlib leaves a GPU or TPU runtime with a mismatched plugin.
 The install line of every notebook is resolved, offline, in a venv that holds
-Colab's versions (as empty distributions) and sees this environment's other
-packages; pip must install the package and replace none of them.
+Colab's versions (``notebooks/colab_runtime.txt``, as empty distributions) and
+sees this environment's other packages; pip must install the package and replace
+none of them. ``make test`` runs the notebooks themselves with those versions.
 """
 
 import json
@@ -22,9 +23,9 @@ from packaging.utils import canonicalize_name
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((ROOT / 'notebooks').glob('*.ipynb'))
-# Colab's image as of its 2026-08 snapshot.
-COLAB_VERSIONS = {'jax': '0.7.2', 'jaxlib': '0.7.2', 'flax': '0.11.2', 'optax': '0.2.8',
-                  'tensorflow': '2.19.0'}
+COLAB_VERSIONS = dict(
+    line.split('==') for line in (ROOT / 'notebooks' / 'colab_runtime.txt').read_text().splitlines()
+    if line and not line.startswith('#'))
 KEPT = ('jax', 'jaxlib', 'flax')
 
 
@@ -59,9 +60,6 @@ def _package_source(destination: pathlib.Path) -> pathlib.Path:
   return destination
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "the examples extra needs flax >= 0.12 (the examples use nnx.List, which Flax 0.11.2 lacks), "
-    "and flax 0.12.1 and later need jax >= 0.8.1"))
 @pytest.mark.parametrize('notebook', NOTEBOOKS, ids=lambda path: path.stem)
 def test_colab_setup_keeps_colabs_jax_jaxlib_and_flax(notebook, colab_python, tmp_path):
   args = _install_args(notebook, _package_source(tmp_path / 'znorm_optax'))
