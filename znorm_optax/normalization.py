@@ -63,8 +63,10 @@ def znorm(
       its path. For example, skip biases and normalization scales with
       ``mask=lambda p: jax.tree.map(lambda x: x.ndim > 1, p)``.
     stacked_axes: axes of a leaf that index separate tensors, such as the
-      layer axis of ``nnx.scan`` or the member axis of an ``nnx.vmap``
-      ensemble; each index along them gets statistics of its own. An int or a
+      layer axis of ``nnx.scan``, the member axis of an ``nnx.vmap``
+      ensemble or the vocabulary axis of an embedding table (the row of a
+      token absent from the batch, a zero gradient, then stays zero); each
+      index along them gets statistics of its own. An int or a
       tuple of ints applies to every leaf with enough dimensions; a pytree
       prefix of the params with such leaves (``None`` for none), or a callable
       of the gradients returning one, gives each leaf its own. The prefix is
@@ -122,6 +124,14 @@ def znorm(
     >>> print(updates['b'])  # a single element passes through
     [5.]
     >>> optimizer = optax.chain(znorm_optax.znorm(), optax.adam(1e-3))
+
+    An embedding table's rows, each on its own (row 0: a token not in the batch):
+
+    >>> grads = {'embedding': jnp.array([[0., 0., 0.], [1., 2., 6.]])}
+    >>> tx = znorm_optax.znorm(stacked_axes={'embedding': 0})
+    >>> print(tx.update(grads, tx.init(grads))[0]['embedding'])
+    [[ 0.       0.       0.     ]
+     [-0.92582 -0.46291  1.38873]]
 
   References:
     Yun, `ZNorm: Z-Score Gradient Normalization Accelerating Skip-Connected

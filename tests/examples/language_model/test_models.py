@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from examples.language_model import input_pipeline
 from examples.language_model import models
+from examples.language_model.configs import tiny
 from examples.language_model.task import next_byte_metrics
 from examples.study import methods
 
@@ -95,18 +97,54 @@ def test_scanned_updates_equal_the_unrolled_model_layer_by_layer():
     assert max(np.max(np.abs(a - b)) for a, b in zip(
         jax.tree.leaves(_layer(pooled['blocks'], i)), jax.tree.leaves(expected))) > 1e-2
 
-  # Two optimizer steps: each layer of the scanned model equals the unrolled model's. (Not
-  # the token embedding: the rows of bytes absent from the batch have zero gradient, z-score
-  # to -mean/std, a rounding-level number, and Adam turns its sign into a full step.)
+  # Two optimizer steps: each layer of the scanned model equals the unrolled model's, and so
+  # does every other parameter. The token embedding's rows of bytes absent from the batch
+  # included: their zero gradient is a group of its own, which stays zero.
+  initial_table = np.array(scanned.token_embedding.embedding[...])
   steps = []
   for model, axes in ((scanned, stacked_axes), (unrolled, None)):
-    optimizer = nnx.Optimizer(model, methods.make_optimizer('znorm', 1e-2, axes), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(
+        model, methods.make_optimizer('znorm', 1e-2, axes, methods.embedding_rows(model)),
+        wrt=nnx.Param)
     for _ in range(2):
       _step(model, optimizer, batch)
     steps.append(jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param))))
   for i in range(num_layers):
     chex.assert_trees_all_close(_layer(steps[0]['blocks'], i), steps[1]['blocks'][i],
                                 rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(rest(steps[0]), rest(steps[1]), rtol=1e-4, atol=1e-5)
+  absent = np.setdiff1d(np.arange(models.VOCAB_SIZE), batch['tokens'][:, :-1])
+  assert len(absent) > 200
+  np.testing.assert_array_equal(steps[0]['token_embedding']['embedding'][absent],
+                                initial_table[absent])
+
+
+def test_whole_table_statistics_give_absent_rows_a_rounding_z_that_adam_makes_a_step():
+  """The README's case: the tiny config's second batch, Adam's first step after ZNorm."""
+  config = tiny.get_config()
+  batch = list(input_pipeline.load(config).make_source(config).train_batches(0))[1]
+  model = models.create_model('tiny', context=config.context, rngs=nnx.Rngs(0))
+  table = _gradients(model, batch)['token_embedding']['embedding'].astype(np.float64)
+  absent = np.setdiff1d(np.arange(models.VOCAB_SIZE), batch['tokens'][:, :-1])
+  assert len(absent) == 221 and not table[absent].any()
+  # Every path from the table enters a LayerNorm, so each row's gradient sums to zero, and the
+  # table's mean is zero up to float32 rounding: the absent rows' z, -mean/std, is rounding.
+  assert abs(table.mean()) < 1e-9 * table.std()
+  rows = methods.embedding_rows(model)
+  transform = methods.gradient_transform('znorm_table', models.stacked_axes(model), rows)
+  z = float(jax.jit(transform.update)(_gradients(model, batch), None)[0]['token_embedding'][
+      'embedding'][absent[0]][0])
+  assert 1e-10 < abs(z) < 1e-8, z  # Here 1.4e-9: rounding's, below Adam's eps.
+  before = np.array(model.token_embedding.embedding[...], np.float64)
+  learning_rate = 1e-2
+  optimizer = nnx.Optimizer(
+      model, methods.make_optimizer('znorm_table', learning_rate, models.stacked_axes(model),
+                                    rows), wrt=nnx.Param)
+  _step(model, optimizer, batch)
+  moved = (np.array(model.token_embedding.embedding[...], np.float64) - before)[absent]
+  # Adam's first step is -lr * z / (|z| + eps), in float64: eps = 1e-8 is in z units.
+  np.testing.assert_allclose(moved, -learning_rate * z / (abs(z) + 1e-8), rtol=1e-4)
+  assert 0.01 < abs(moved[0, 0]) / learning_rate < 0.5  # Here 0.12 of a full step.
 
 
 def test_attention_is_causal():
