@@ -10,24 +10,31 @@ import ml_collections
 
 from examples.image_classification import input_pipeline
 from examples.image_classification import models
+from examples.image_classification.configs import default
 from examples.image_classification.preprocessing import Dataset
 from examples.image_classification.task import classification_task
+from examples.study import defaults as study_defaults
 from examples.study import experiment
 from examples.study import sweep
 from examples.study.example import Example
 from examples.training import datasets
+from examples.training import defaults as training_defaults
+from examples.training import fields
 from examples.training.task import Task
+
+_FIELDS = {**training_defaults.FIELDS, **study_defaults.FIELDS, **default.FIELDS}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks the dataset and every model of the sweep.
+  """Checks every field against its declaration, then the dataset and every model of the sweep.
 
   Raises:
-    ValueError: naming the bad flag and its valid values.
+    ValueError: naming the bad flag and what it accepts.
   """
+  fields.check(config, _FIELDS)
   datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
-  for model in sweep.grid(config)[0]:
-    models.check_model(model)
+  fields.check_names('--config.sweep.models' if config.sweep.models else '--config.model',
+                     sweep.grid(config)[0], models.check_model, 'model')
 
 
 def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
@@ -58,5 +65,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   Returns:
     Per-epoch records (``train_loss``, ``train_accuracy``, ``test_loss``,
     ``test_accuracy``, ...), as in ``metrics.jsonl``.
+
+  Raises:
+    ValueError: naming the first bad flag, before anything is loaded or written.
   """
+  fields.check(config, _FIELDS)  # First: the study's checks read its fields as numbers.
+  experiment.validate_config(EXAMPLE, config)
   return experiment.train_and_evaluate(EXAMPLE, config, workdir)

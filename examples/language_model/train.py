@@ -14,33 +14,31 @@ import optax
 
 from examples.language_model import input_pipeline
 from examples.language_model import models
+from examples.language_model.configs import default
 from examples.language_model.input_pipeline import Dataset
 from examples.language_model.task import language_model_task
+from examples.study import defaults as study_defaults
 from examples.study import experiment
 from examples.study import sweep
 from examples.study.example import Example
 from examples.training import datasets
+from examples.training import defaults as training_defaults
+from examples.training import fields
 from examples.training.task import Task
+
+_FIELDS = {**training_defaults.FIELDS, **study_defaults.FIELDS, **default.FIELDS}
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks the dataset, every model of the sweep, the dtype and the text's sizes.
+  """Checks every field against its declaration, then the dataset and every model of the sweep.
 
   Raises:
-    ValueError: naming the bad flag and its valid values.
+    ValueError: naming the bad flag and what it accepts.
   """
+  fields.check(config, _FIELDS)
   datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
-  for model in sweep.grid(config)[0]:
-    models.check_model(model)
-  if config.dtype not in models.DTYPES:
-    raise ValueError(f'Unknown --config.dtype={config.dtype!r}; valid dtypes are: '
-                     f'{", ".join(models.DTYPES)}.')
-  for field in ('context', 'train_bytes', 'eval_bytes'):
-    if not (isinstance(config[field], int) and config[field] > 0):
-      raise ValueError(f'--config.{field}={config[field]!r} must be a positive integer.')
-  if not (isinstance(config.warmup_steps, int) and config.warmup_steps >= 0):
-    raise ValueError(f'--config.warmup_steps={config.warmup_steps!r} must be a non-negative '
-                     'integer.')
+  fields.check_names('--config.sweep.models' if config.sweep.models else '--config.model',
+                     sweep.grid(config)[0], models.check_model, 'model')
 
 
 def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
@@ -82,5 +80,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
   Returns:
     Per-epoch records (``train_loss``, ``train_bits_per_byte``, ``test_loss``,
     ``test_bits_per_byte``, ...), as in ``metrics.jsonl``.
+
+  Raises:
+    ValueError: naming the first bad flag, before anything is loaded or written.
   """
+  fields.check(config, _FIELDS)  # First: the study's checks read its fields as numbers.
+  experiment.validate_config(EXAMPLE, config)
   return experiment.train_and_evaluate(EXAMPLE, config, workdir)

@@ -10,6 +10,7 @@ accept, with one line naming the flag and what it accepts::
 
 import dataclasses
 import math
+from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 
@@ -105,6 +106,23 @@ def check(config: ml_collections.ConfigDict, declarations: Mapping[str, Field]) 
       value = tuple(value)
     if not field.accepts(value):
       raise ValueError(f'--config.{name}={value!r} must be {field.describe()}.')
+
+
+def check_names(flag: str, names: Any, check: Callable[[Any], Any], what: str) -> None:
+  """Calls ``check`` on the name, or on each name of the list, that ``flag`` gives.
+
+  ``check`` refuses a name with ``ValueError('<...>; valid <what>s are: <...>')``, as the
+  examples' ``check_model`` do, whichever flag it names; the refusal names ``flag``.
+
+  Raises:
+    ValueError: ``--config.sweep.models: Unknown model 'x'; valid models are: ...``.
+  """
+  for name in names if isinstance(names, (tuple, list)) else (names,):
+    try:
+      check(name)
+    except ValueError as error:
+      valid = str(error).partition('; ')[2] or str(error)
+      raise ValueError(f'{flag}: Unknown {what} {name!r}; {valid}') from error
 
 
 def undeclared(config: ml_collections.ConfigDict, declarations: Mapping[str, Field]) -> list[str]:

@@ -36,9 +36,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError: naming the first bad flag and what it accepts.
   """
-  parallel.check_mode(config.parallel)
-  parallel.check_mesh(config)
   fields.check(config, defaults.FIELDS)
+  parallel.check_mesh(config)
   _check_platform(config.platform)
   parallel.process_batch_size(config)
 

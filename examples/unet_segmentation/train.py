@@ -19,7 +19,6 @@ Work directory of a sweep (``python -m examples.main``)::
 
 import collections
 import json
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -31,36 +30,39 @@ import optax
 from absl import logging
 from flax import nnx
 
+from examples.study import defaults as study_defaults
 from examples.study import experiment
 from examples.study import sweep
 from examples.study.example import Example
 from examples.training import datasets
+from examples.training import defaults as training_defaults
+from examples.training import fields
 from examples.training import parallel
 from examples.unet_segmentation import input_pipeline
 from examples.unet_segmentation import metrics
 from examples.unet_segmentation import models
 from examples.unet_segmentation import visualize
+from examples.unet_segmentation.configs import default
 from examples.unet_segmentation.task import IMAGE
 from examples.unet_segmentation.task import LABEL
 from examples.unet_segmentation.task import make_task
 from examples.unet_segmentation.task import predict
 
+_FIELDS = {**training_defaults.FIELDS, **study_defaults.FIELDS, **default.FIELDS}
+
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks the dataset, the schedule and every model of the sweep with its image size.
+  """Checks every field against its declaration, the dataset, and each model with its image size.
 
   Raises:
     ValueError: naming the bad flag and what it accepts.
   """
+  fields.check(config, _FIELDS)
   datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
-  if not (math.isfinite(config.lr_decay_factor) and config.lr_decay_factor > 0):
-    raise ValueError(f'--config.lr_decay_factor={config.lr_decay_factor} must be a finite '
-                     'positive number.')
-  if config.lr_decay_every_epochs <= 0:
-    raise ValueError(f'--config.lr_decay_every_epochs={config.lr_decay_every_epochs} must be > 0.')
   model_names, _, _ = sweep.grid(config)
+  fields.check_names('--config.sweep.models' if config.sweep.models else '--config.model',
+                     model_names, models.check_model, 'model')
   for model_name in model_names:
-    models.check_model(model_name)
     # The model's structure without allocating its weights.
     model = nnx.eval_shape(lambda name=model_name: make_task(config, name).create_model(
         nnx.Rngs(0), None))
@@ -162,5 +164,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[
 
   Returns:
     The per-epoch records; the last one also holds the final per-image metrics.
+
+  Raises:
+    ValueError: naming the first bad flag, before anything is loaded or written.
   """
+  fields.check(config, _FIELDS)  # First: the study's checks read its fields as numbers.
+  experiment.validate_config(EXAMPLE, config)
   return experiment.train_and_evaluate(EXAMPLE, config, workdir)

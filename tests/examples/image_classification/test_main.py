@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
     ('method', 'sgd', 'valid methods are: adam, znorm, znorm_pooled, gc, clip, clip_norm, wd1e-3, wd1e-4'),
     ('model', 'resnet21', 'valid models are'),
     ('dataset', 'mnist', 'valid datasets are: digits, cifar10, patch_camelyon'),
-    ('parallel', 'dp', 'valid values are: sharded, fsdp, pmap, none'),
+    ('parallel', 'dp', "--config.parallel='dp' must be one of sharded, fsdp, pmap, none"),
     ('batch_size', 12, r'--config.batch_size=12 must be a positive multiple of the 8 devices'),
     ('num_epochs', 0, '--config.num_epochs=0 must be positive'),
     ('learning_rate', -1.0, '--config.learning_rate=-1.0 must be a finite positive number'),
@@ -47,7 +47,7 @@ def _main(tmp_path, *flags):
 
 
 @pytest.mark.parametrize('flag, message', [
-    ('--config.method=sgd', "error: Unknown method 'sgd'; valid methods are:"),
+    ('--config.method=sgd', "error: --config.method: Unknown method 'sgd'; valid methods are:"),
     ('--config.learning_rat=0.1',
      ("error: --config.learning_rat: the config has no field 'learning_rat'; did you mean "
       "'learning_rate'?")),

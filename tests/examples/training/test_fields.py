@@ -2,14 +2,18 @@
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 from examples.image_classification.configs import tiny as image_classification_tiny
+from examples.language_model import models as language_model_models
+from examples.language_model.configs import default as language_model_defaults
 from examples.study import defaults as study_defaults
 from examples.study import experiment
+from examples.study import sweep
 from examples.training import cli
 from examples.training import defaults as training_defaults
 from examples.training import fields
@@ -63,6 +67,49 @@ def test_every_field_refuses_a_bad_value_with_one_line_naming_its_flag(example):
       assert '\n' not in message
       tried += 1
   assert tried > 3 * len(declarations)
+
+
+@pytest.mark.parametrize('example', EXAMPLES)
+def test_train_and_evaluate_called_directly_refuses_every_bad_field_before_writing(example,
+                                                                                  tmp_path):
+  train = importlib.import_module(f'examples.{example}.train')
+  workdir = tmp_path / 'run'
+  for name, field in _declarations(example).items():
+    config = importlib.import_module(f'examples.{example}.configs.default').get_config()
+    parent, _, key = name.rpartition('.')
+    with config.ignore_type():
+      (config[parent] if parent else config)[key] = _bad_values(field)[0]
+    with pytest.raises(ValueError, match=rf'^--config\.{re.escape(name)}=.* must be ') as refused:
+      train.train_and_evaluate(config, str(workdir))
+    assert '\n' not in str(refused.value)
+    assert not workdir.exists()
+
+
+@pytest.mark.parametrize('example, model', [
+    ('image_classification', 'resnet7'), ('language_model', 'huge'),
+    ('unet_segmentation', 'vnet')])
+def test_an_unknown_model_or_method_is_refused_naming_its_flag(example, model):
+  train = importlib.import_module(f'examples.{example}.train')
+  config = importlib.import_module(f'examples.{example}.configs.default').get_config()
+  config.sweep.models = (sweep.grid(config)[0][0], model)
+  with pytest.raises(ValueError, match=rf"^--config\.sweep\.models: Unknown model '{model}'; "
+                                       'valid models are: '):
+    train.validate_config(config)
+  config.sweep.models = ()
+  config.model = model
+  with pytest.raises(ValueError, match=rf"^--config\.model: Unknown model '{model}'; valid "):
+    train.validate_config(config)
+  config = importlib.import_module(f'examples.{example}.configs.default').get_config()
+  for flag, value in (('method', 'sgdx'), ('sweep.methods', ('adam', 'sgdx'))):
+    changed = config.copy_and_resolve_references()
+    parent, _, key = flag.rpartition('.')
+    (changed[parent] if parent else changed)[key] = value
+    with pytest.raises(ValueError, match=rf"^--config\.{flag}: Unknown method 'sgdx'; valid "):
+      experiment.validate_config(train.EXAMPLE, changed)
+
+
+def test_the_language_models_dtypes_are_those_its_field_declares():
+  assert language_model_defaults.FIELDS['dtype'].choices == tuple(language_model_models.DTYPES)
 
 
 @pytest.mark.parametrize('field, text', [
