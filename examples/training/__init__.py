@@ -25,7 +25,9 @@ files (and, with ``--config.log_gradient_statistics=True``, each parameter
 leaf's gradient norm and std before and after the gradient transform at every
 log step, into ``gradient_statistics.jsonl`` and TensorBoard), checkpoints with
 orbax (named items, the run's config, checksums, fall-back to the previous
-intact checkpoint) and resumes with ``--config.resume`` only into the same run.
+intact checkpoint) and resumes with ``--config.resume`` only into the same run
+on the same devices, where it ends bit for bit as an uninterrupted run does
+(other devices take ``--config.resume_on_other_devices=True``).
 NaN or Inf in the loss, gradients or updates stops the run, or with
 ``--config.on_nonfinite=skip`` skips the step. SIGTERM or SIGINT stops it after
 the step in flight with a verified checkpoint; a second run on the same work

@@ -175,7 +175,8 @@ class Checkpointer:
   """Saves every ``every_steps`` steps into ``<workdir>/checkpoints`` and restores the newest intact one.
 
   The arrays are host NumPy arrays (one copy, whatever the parallel mode), so a
-  run can resume under a different ``--config.parallel``. Saves run in the
+  run can resume under a different ``--config.parallel`` (with
+  ``--config.resume_on_other_devices=True``). Saves run in the
   background; the next save (or :meth:`close`) waits for one, reads it back and
   checks its checksums, and only then deletes checkpoints beyond
   ``max_to_keep``.

@@ -27,6 +27,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_gradient_statistics = False  # Per-leaf gradient norm and std at log intervals.
   config.checkpoint_every_steps = 1000
   config.resume = False
+  # Let a resumed run change parallel, mesh_axis_types, fsdp_devices, platform or num_processes
+  # (other devices, such as a preempted job's new machine): it then sums in another order and
+  # does not end bit for bit where an uninterrupted run does.
+  config.resume_on_other_devices = False
   # Fields that the core lets a resumed run change but this config does not: they size a
   # schedule, say (a resumed run must equal the uninterrupted one).
   config.fixed_on_resume = ()
@@ -57,6 +61,7 @@ FIELDS = {
     'log_gradient_statistics': _FLAG,
     'checkpoint_every_steps': _POSITIVE,
     'resume': _FLAG,
+    'resume_on_other_devices': _FLAG,
     'fixed_on_resume': Field(str, sequence=True),
     'progress_bar': _FLAG,
     'coordinator_address': Field(str),

@@ -14,11 +14,19 @@ from examples.training.task import Task
 
 RESUMABLE_KEYS = (
     'num_epochs', 'resume', 'log_every_steps', 'checkpoint_every_steps', 'progress_bar',
-    'parallel', 'platform', 'on_nonfinite', 'max_nonfinite_steps', 'coordinator_address',
-    'num_processes', 'process_id', 'log_gradient_statistics',
-    'fixed_on_resume',  # It trains nothing; checkpoints written before it have none.
+    'on_nonfinite', 'max_nonfinite_steps', 'log_gradient_statistics',
+    'coordinator_address', 'process_id',  # They choose no device: the same devices, the same sums.
+    # They train nothing; checkpoints written before them have none.
+    'fixed_on_resume', 'resume_on_other_devices',
 )
-"""Config fields a resumed run may change; every other field must equal the checkpoint's."""
+"""Config fields a resumed run may change and still end bit for bit where an uninterrupted run
+ends; every other field must equal the checkpoint's."""
+
+DEVICE_KEYS = ('parallel', 'mesh_axis_types', 'fsdp_devices', 'platform', 'num_processes')
+"""Config fields that choose the devices and how a step is split over them. Another choice sums
+in another order, so a resumed run may change them only with
+``--config.resume_on_other_devices=True``, and then differs from an uninterrupted run by
+rounding, which training can grow."""
 
 
 def config_to_json(config: ml_collections.ConfigDict) -> dict[str, Any]:
@@ -45,13 +53,17 @@ def check_same_run(saved_config: dict, config: ml_collections.ConfigDict, checkp
     config: this run's config.
     checkpoint: the checkpoint's path, for the message.
     resumable_keys: fields besides :data:`RESUMABLE_KEYS` that may differ
-      (a field also covers its sub-fields, e.g. ``sweep``); ``config.fixed_on_resume``
-      takes fields back out of both.
+      (a field also covers its sub-fields, e.g. ``sweep``); :data:`DEVICE_KEYS` join
+      them with ``config.resume_on_other_devices``, and ``config.fixed_on_resume``
+      takes fields back out of all.
 
   Raises:
     ValueError: listing every differing field with both values.
   """
-  may_change = (set(RESUMABLE_KEYS) | set(resumable_keys)) - set(config.get('fixed_on_resume', ()))
+  may_change = set(RESUMABLE_KEYS) | set(resumable_keys)
+  if config.get('resume_on_other_devices', False):
+    may_change |= set(DEVICE_KEYS)
+  may_change -= set(config.get('fixed_on_resume', ()))
   before, now = _flatten(saved_config), _flatten(config_to_json(config))
   missing = '<unset>'
   differing = [
@@ -62,10 +74,15 @@ def check_same_run(saved_config: dict, config: ml_collections.ConfigDict, checkp
   if differing:
     changes = '; '.join(f'{key}: {before.get(key, missing)!r} there, {now.get(key, missing)!r} now'
                         for key in differing)
+    devices = [key for key in differing if key in DEVICE_KEYS]
+    other_devices = (
+        f' {", ".join(devices)} may change with --config.resume_on_other_devices=True; the run '
+        'then sums in another order and does not end bit for bit where an uninterrupted one does.'
+        if devices else '')
     raise ValueError(
         f'--config.resume=True, but the checkpoint {checkpoint} is of a run with other settings '
         f'({changes}). Pass the checkpoint\'s values, or choose a new --workdir; only '
-        f'{", ".join(sorted(may_change))} may change on resume.'
+        f'{", ".join(sorted(may_change))} may change on resume.{other_devices}'
     )
 
 
@@ -76,7 +93,8 @@ def load_model(config: ml_collections.ConfigDict, workdir: str, task: Task,
   Only the model is read: no optimizer is built and no optimizer state loaded.
 
   Args:
-    config: the run's config; it must match the checkpoint's as for a resume.
+    config: the run's config; it must match the checkpoint's as for a resume, but for
+      :data:`DEVICE_KEYS`: a model may be read on any devices.
     workdir: the run's work directory.
     task: builds the model's structure.
     resumable_keys: as for ``loop.fit``.
@@ -92,7 +110,7 @@ def load_model(config: ml_collections.ConfigDict, workdir: str, task: Task,
   try:
     restored = checkpointer.restore_latest(
         model_like=like, optimizer=False,
-        check=lambda r: check_same_run(r.config, config, r.path, resumable_keys))
+        check=lambda r: check_same_run(r.config, config, r.path, (*resumable_keys, *DEVICE_KEYS)))
   finally:
     checkpointer.close()
   if restored is None:

@@ -237,6 +237,22 @@ def test_resume_refuses_another_runs_checkpoint(reference, tmp_path):
   assert without_timing(history[:2]) == without_timing(reference[1]) and len(history) == 3
 
 
+def test_other_devices_are_refused_on_resume_unless_asked_for(reference, tmp_path):
+  workdir = _copy(reference, tmp_path)
+  other_devices = {'resume': True, 'num_epochs': 3, 'parallel': 'sharded', 'fsdp_devices': 8}
+  with pytest.raises(ValueError) as error:
+    tiny.fit(workdir, tiny.config(**other_devices))
+  message = str(error.value)
+  assert '\n' not in message
+  assert "(fsdp_devices: 0 there, 8 now; parallel: 'none' there, 'sharded' now)" in message
+  assert message.endswith(
+      ' fsdp_devices, parallel may change with --config.resume_on_other_devices=True; the run then '
+      'sums in another order and does not end bit for bit where an uninterrupted one does.')
+  history = tiny.fit(workdir, tiny.config(**other_devices, resume_on_other_devices=True))
+  assert without_timing(history[:2]) == without_timing(reference[1]) and len(history) == 3
+  tiny.final_params(workdir, tiny.config(num_epochs=3, parallel='pmap'))  # Reading: any devices.
+
+
 def test_load_model_reads_the_model_alone(reference, monkeypatch):
   monkeypatch.setattr(nnx, 'Optimizer', None)  # Building one would fail.
   params = tiny.final_params(reference[0])
