@@ -9,8 +9,10 @@ import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 
+import jax
 import ml_collections
 from absl import app
 from absl import flags
@@ -134,6 +136,40 @@ def workdir_removed_if_left_empty(workdir: str):
       _remove_empty_directories(workdir)
 
 
+_CACHE_ERROR = re.compile(
+    r"Error (writing|reading) persistent compilation cache entry for '[^']*': (.*)", re.DOTALL)
+
+
+def report_compilation_cache_errors_in_one_line() -> None:
+  """Makes JAX's warnings of a compilation cache entry that could not be written or read one
+  log line each, once per process.
+
+  A full disk or a file size limit fails every later entry too, two lines each, before the
+  line that stops the run; an entry such a write cut short fails every later run's read.
+  """
+  show_warning = warnings.showwarning
+  reported = set()
+
+  def show(message, category, filename, lineno, file=None, line=None):
+    cache_error = _CACHE_ERROR.fullmatch(str(message))
+    if cache_error is None:
+      show_warning(message, category, filename, lineno, file, line)
+      return
+    action, reason = cache_error.groups()
+    if action not in reported:
+      reported.add(action)
+      directory = jax.config.jax_compilation_cache_dir
+      if action == 'writing':
+        logging.warning('cannot write the compilation cache %s: %s; the run compiles without '
+                        'caching what it could not write.', directory, _one_line(reason))
+      else:
+        logging.warning('cannot read an entry of the compilation cache %s (a write cut short?): '
+                        '%s; it is compiled again. Delete %s to rebuild the cache.',
+                        directory, _one_line(reason), directory)
+
+  warnings.showwarning = show
+
+
 def run(main: Callable[[ml_collections.ConfigDict, str], None],
         check_config: Callable[[ml_collections.ConfigDict], None] | None = None) -> None:
   """Parses the flags and calls ``main(config, workdir)``.
@@ -149,7 +185,8 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None],
   SIGTERM or SIGINT). A work directory that this run created is removed again
   if it stops with nothing in it (a refusal that needed the data, such as a
   batch larger than the dataset). Logging is at WARNING unless ``--verbosity``
-  is given, because orbax logs every checkpoint at INFO.
+  is given, because orbax logs every checkpoint at INFO. A compilation cache
+  entry that cannot be written or read (a full disk) is one warning line, once.
   """
 
   def absl_main(argv):
@@ -157,6 +194,7 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None],
       raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     if not FLAGS['verbosity'].present:
       logging.set_verbosity(logging.WARNING)
+    report_compilation_cache_errors_in_one_line()
     config = _load_config()
     try:
       with workdir_removed_if_left_empty(FLAGS.workdir):

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 
 import chex
 import pytest
@@ -19,11 +20,13 @@ import tensorboardX.record_writer
 from examples.study import report
 from examples.study import sweep
 from examples.training import checkpointing
+from examples.training import cli
 from examples.training import errors
 from examples.training import gradient_log
 from examples.training import metrics_log
 from tests.examples.processes import REPO
 from tests.examples.saved import final_state
+from tests.examples.saved import persistent_compilation_cache
 from tests.examples.saved import saved_steps
 from tests.examples.saved import without_timing
 from tests.examples.training import tiny
@@ -147,7 +150,7 @@ def test_a_bad_record_before_the_last_is_an_error_naming_the_line(tmp_path):
     metrics_log.read(path)
 
 
-def _tiny_process(workdir, file_size_limit: int | None = None):
+def _tiny_process(workdir, *flags, file_size_limit: int | None = None):
   """``tiny`` run in a process, under ``RLIMIT_FSIZE`` if given: its exit status and output."""
   limit = ('import resource; '
            f'resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit},) * 2); '
@@ -156,7 +159,7 @@ def _tiny_process(workdir, file_size_limit: int | None = None):
            f'"tests.examples.training.tiny", *sys.argv[1:]])')
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
   env.update(JAX_PLATFORMS='cpu')
-  result = subprocess.run([sys.executable, '-c', start, str(workdir)], cwd=REPO, env=env,
+  result = subprocess.run([sys.executable, '-c', start, str(workdir), *flags], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
   return result.returncode, result.stdout + result.stderr
 
@@ -183,6 +186,40 @@ def test_a_file_too_large_for_a_save_stops_the_run_with_one_line(tmp_path):
   written = _stopped_with_one_line(status, output, workdir, '[Errno 27] File too large')
   assert written == f'{workdir}/checkpoints/3'  # The user's path, not orbax's temporary one.
   assert saved_steps(workdir) == []
+
+
+def test_a_file_too_large_for_a_log_stops_the_run_with_one_line(reference, tmp_path):
+  workdir = tmp_path / 'run'
+  # More than a save's files, less than the logs by the end.
+  status, output = _tiny_process(workdir, '--compilation-cache', '--log-gradient-statistics',
+                                 file_size_limit=4096)
+  written = _stopped_with_one_line(status, output, workdir, '[Errno 27] File too large')
+  assert re.fullmatch(rf'{workdir}/(events\.out\.tfevents\.\S+|\w+\.jsonl)', written), written
+  # The compilation cache, on by default on the command line, failed first: one line, once.
+  assert re.match(r'.*cannot write the compilation cache \S+/jax_cache: OSError: \[Errno 27\] '
+                  'File too large; the run compiles without caching ', output), output
+  assert saved_steps(workdir)  # Verified before the log write failed, and kept.
+  _resume_matches_the_uninterrupted_run(workdir, reference)
+
+
+def test_compilation_cache_errors_are_one_line_each_once(tmp_path, caplog):
+  cache = tmp_path / 'jax_cache'
+  with (persistent_compilation_cache(cache), warnings.catch_warnings(),
+        caplog.at_level(logging.WARNING)):
+    warnings.simplefilter('always')
+    cli.report_compilation_cache_errors_in_one_line()
+    for name in ('jit_step', 'jit_eval_step'):  # As JAX words them.
+      warnings.warn(f"Error writing persistent compilation cache entry for '{name}': OSError: "
+                    '[Errno 28] No space left on device', stacklevel=1)
+      warnings.warn(f"Error reading persistent compilation cache entry for '{name}': error: "
+                    'Error -5 while decompressing data: incomplete or truncated stream',
+                    stacklevel=1)
+  assert caplog.messages == [
+      (f'cannot write the compilation cache {cache}: OSError: [Errno 28] No space left on '
+       'device; the run compiles without caching what it could not write.'),
+      (f'cannot read an entry of the compilation cache {cache} (a write cut short?): error: '
+       'Error -5 while decompressing data: incomplete or truncated stream; it is compiled again. '
+       f'Delete {cache} to rebuild the cache.')]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason='mounting a tmpfs needs root')

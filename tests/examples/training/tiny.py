@@ -5,7 +5,7 @@ signal a real process::
 
   python -m tests.examples.training.tiny WORKDIR [--kill-at-save STEP] [--resume]
       [--slow-from STEP] [--stuck-compile] [--coordinator HOST:PORT --num-processes N
-      --process-id I]
+      --process-id I] [--log-gradient-statistics] [--compilation-cache]
 
 With ``--slow-from``, it prints ``step <k>`` before it feeds step ``k`` and, from
 that step on, waits two seconds first: a test that reads the line has time to
@@ -13,7 +13,9 @@ send a signal before the step runs. With ``--coordinator``, the processes train
 one run sharded over one CPU device each. With ``--stuck-compile``, signals are caught
 from the start as the command line catches them, and the train step's compile prints
 ``compiling`` and never ends: its main thread waits in C, with the signals blocked there,
-as in a long XLA compile.
+as in a long XLA compile. With ``--compilation-cache``, every compiled program goes into
+``WORKDIR/jax_cache``, and a cache entry that cannot be written is reported as the command
+line reports it.
 """
 
 import argparse
@@ -32,6 +34,7 @@ from flax import nnx
 
 from examples.study import methods
 from examples.training import checkpointing
+from examples.training import cli
 from examples.training import defaults
 from examples.training import distributed
 from examples.training import errors
@@ -162,6 +165,8 @@ if __name__ == '__main__':
   parser.add_argument('--coordinator', default='')
   parser.add_argument('--num-processes', type=int, default=1)
   parser.add_argument('--process-id', type=int, default=0)
+  parser.add_argument('--log-gradient-statistics', action='store_true')
+  parser.add_argument('--compilation-cache', action='store_true')
   args = parser.parse_args()
   distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   if args.kill_at_save is not None:
@@ -171,8 +176,12 @@ if __name__ == '__main__':
   if args.stuck_compile:
     stop_signals.catch_from_start()
     _stuck_compile()
+  if args.compilation_cache:
+    cli.report_compilation_cache_errors_in_one_line()
+    jax.config.update('jax_compilation_cache_dir', os.path.join(args.workdir, 'jax_cache'))
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   try:
-    fit(args.workdir, config(resume=args.resume,
+    fit(args.workdir, config(resume=args.resume, log_gradient_statistics=args.log_gradient_statistics,
                              parallel='sharded' if args.coordinator else 'none'))
   except errors.Interrupted as error:
     print(error, file=sys.stderr)
