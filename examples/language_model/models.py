@@ -35,9 +35,11 @@ class Size:
 SIZES = {
     'tiny': Size(num_layers=2, width=32, num_heads=2, mlp_width=64),
     'small': Size(num_layers=4, width=128, num_heads=4, mlp_width=512),
+    'deep': Size(num_layers=8, width=64, num_heads=4, mlp_width=256),
     'gpt2_small': Size(num_layers=12, width=768, num_heads=12, mlp_width=3072),
 }
-"""Model name -> shape; ``gpt2_small`` has GPT-2 small's block shapes."""
+"""Model name -> shape; ``deep`` is the study's (8 narrow layers), ``gpt2_small`` has GPT-2
+small's block shapes."""
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 

@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_bytes = 262_144  # Validation text read.
 
   # Model.
-  config.model = 'small'  # tiny, small, gpt2_small (see models.SIZES).
+  config.model = 'small'  # tiny, small, deep, gpt2_small (see models.SIZES).
   config.dtype = 'float32'  # Compute dtype: 'float32' or 'bfloat16'; parameters stay float32.
   config.scan_layers = True  # Stack the blocks with nnx.scan; False unrolls them.
 
