@@ -59,10 +59,10 @@ def supports(leaf: jax.Array, layout: str) -> bool:
   """Whether `layout` takes the leaf; the others take the per-leaf path."""
   if not jnp.issubdtype(leaf.dtype, jnp.floating) or leaf.size == 0:
     return False
-  return layout != 'packed' or _moments._explicit_spec(leaf) is None
+  return layout != 'packed' or _leaves.explicit_spec(leaf) is None
 
 
-def standardized(
+def standardized_grouped(
     leaves: Sequence[jax.Array],
     axes: Sequence[tuple[int, ...]],
     eps: Any,
@@ -78,7 +78,7 @@ def standardized(
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
 def _standardized(layout, axes, axis_name, eps, leaves):
-  return _moments.standardize(leaves, tree_moments(leaves, axes, layout, axis_name), eps)
+  return _moments.z_scores(leaves, tree_moments(leaves, axes, layout, axis_name), eps)
 
 
 @_standardized.defjvp
@@ -147,7 +147,7 @@ def _variadic_reduce(statistics, *, axes, axis_name):
   first_values = statistics[0][0]
   groups = collections.defaultdict(list)
   for i, (x, a) in enumerate(zip(first_values, axes)):
-    groups[(x.shape, x.dtype, a, _moments._explicit_spec(x))].append(i)
+    groups[(x.shape, x.dtype, a, _leaves.explicit_spec(x))].append(i)
   results = [[None] * len(first_values) for _ in statistics]
   for (_, _, group_axes, _), members in groups.items():
     operands = [values[i] for values, _ in statistics for i in members]

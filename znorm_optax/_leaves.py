@@ -39,6 +39,20 @@ def checked_leaves(tree: Any, *, caller: str) -> tuple[list[str], list[jax.Array
   return paths, leaves, treedef
 
 
+def explicit_spec(x: jax.Array) -> tuple | None:
+  """The per-dimension spec of `x`'s sharding where its mesh has Explicit axes, else None.
+
+  The one test for Explicit sharding: such leaves need their slices and
+  groupings stated (an Explicit mesh has no rule for some of them).
+  """
+  sharding = getattr(jax.typeof(x), 'sharding', None)
+  mesh = getattr(sharding, 'mesh', None)
+  if mesh is None or jax.sharding.AxisType.Explicit not in (getattr(mesh, 'axis_types', None)
+                                                           or ()):
+    return None
+  return tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
+
+
 def real_eps(eps: Any) -> Any:
   """`eps` as a real number.
 

@@ -13,7 +13,7 @@ instructions per leaf and leaves of one shape compile to the same kernels.
 Range. Plain, the squares are taken in float32 as they are. They stay exact
 while the sum of a group's squared deviations fits float32, which covers every
 gradient a network produces (|g - mean| up to about 1e19 / sqrt(group size));
-beyond that the std is infinite and :func:`standardize` returns NaN, never a
+beyond that the std is infinite and :func:`z_scores` returns NaN, never a
 finite wrong value. Squares below float32's smallest normal are lost, which
 only matters for stds below about 1e-18, so only where eps is tiny.
 Rescaled, each group is first divided by a power of two near its largest
@@ -153,7 +153,7 @@ def tree_moments(
   return results
 
 
-def standardize(
+def z_scores(
     leaves: Sequence[jax.Array], moments: Sequence[Moments], eps: Any
 ) -> list[jax.Array]:
   """`(x - mean) / (std + eps)` of each leaf, in its accumulation dtype; NaN where std is inf."""
@@ -170,7 +170,7 @@ def standardized_per_leaf(
     axis_name: AxisName = None,
 ) -> list[jax.Array]:
   """Eq. 1 of each leaf over its `axes`, each leaf reduced on its own (the per-leaf path)."""
-  return standardize(leaves, tree_moments(leaves, axes, rescale=rescale, axis_name=axis_name),
+  return z_scores(leaves, tree_moments(leaves, axes, rescale=rescale, axis_name=axis_name),
                      eps)
 
 
@@ -270,7 +270,7 @@ def _common_first_element(x, axes, axis_name):
 
 def _slice(x, index, axes):
   """`x[index]`, also where `index` cuts a dimension sharded over Explicit mesh axes."""
-  spec = _explicit_spec(x)
+  spec = _leaves.explicit_spec(x)
   if spec is None or all(spec[axis] is None for axis in axes):
     return x[index]
   out_spec = PartitionSpec(*(None if axis in axes else spec[axis] for axis in range(x.ndim)))
@@ -282,20 +282,6 @@ def _slice(x, index, axes):
     with jax.sharding.use_abstract_mesh(jax.typeof(x).sharding.mesh):
       return slice_in_auto_mode(x)
   return slice_in_auto_mode(x)
-
-
-def _explicit_spec(x) -> tuple | None:
-  """The per-dimension spec of `x`'s sharding where it uses Explicit mesh axes, else None."""
-  sharding = getattr(jax.typeof(x), 'sharding', None)
-  mesh = getattr(sharding, 'mesh', None)
-  if mesh is None or not getattr(mesh, 'axis_types', None):
-    return None
-  explicit = {name for name, kind in zip(mesh.axis_names, mesh.axis_types)
-              if kind == jax.sharding.AxisType.Explicit}
-  if not explicit:
-    return None
-  spec = tuple(sharding.spec) + (None,) * (x.ndim - len(sharding.spec))
-  return spec
 
 
 def kept_shape(x, axes):

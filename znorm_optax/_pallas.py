@@ -83,7 +83,7 @@ def supports(leaf: jax.Array, axes: Sequence[int], axis_name: Any) -> bool:
   """
   return (leaf.dtype in KERNEL_DTYPES and leaf.size > 0 and axis_name is None
           and tuple(axes) == tuple(range(leaf.ndim - len(axes), leaf.ndim))
-          and not _is_sharded_explicitly(leaf))
+          and not any(_leaves.explicit_spec(leaf) or ()))
 
 
 @functools.cache
@@ -109,21 +109,8 @@ def lowers_for(platform: str) -> bool:
   return True
 
 
-def _is_sharded_explicitly(x) -> bool:
-  sharding = getattr(jax.typeof(x), 'sharding', None)
-  mesh = getattr(sharding, 'mesh', None)
-  if not getattr(mesh, 'axis_types', None):
-    return False
-  explicit = {name for name, kind in zip(mesh.axis_names, mesh.axis_types)
-              if kind == jax.sharding.AxisType.Explicit}
-  used = set()
-  for entry in sharding.spec:
-    used.update(entry if isinstance(entry, tuple) else (entry,))
-  return bool(explicit & used)
-
-
-def standardized(leaves: Sequence[jax.Array], axes: Sequence[tuple[int, ...]], eps: Any, *,
-                 interpret: bool) -> list[jax.Array]:
+def standardized_by_kernels(leaves: Sequence[jax.Array], axes: Sequence[tuple[int, ...]],
+                           eps: Any, *, interpret: bool) -> list[jax.Array]:
   """``(g - mean) / (std + eps)`` of each leaf over its `axes`, which :func:`supports`."""
   return _standardized(interpret, tuple(tuple(a) for a in axes),
                        jnp.asarray(_leaves.real_eps(eps), jnp.float32), list(leaves))
@@ -131,7 +118,7 @@ def standardized(leaves: Sequence[jax.Array], axes: Sequence[tuple[int, ...]], e
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
 def _standardized(interpret, axes, eps, leaves):
-  return _moments.standardize(leaves, leaf_moments(leaves, interpret, axes), eps)
+  return _moments.z_scores(leaves, leaf_moments(leaves, interpret, axes), eps)
 
 
 @_standardized.defjvp

@@ -21,6 +21,7 @@ compile), and every path lowers for every platform. Deviceless compilation sets
 ``jax.default_device`` to a device of its target, as JAX's recipe for it does.
 """
 
+import collections
 import functools
 import os
 from collections.abc import Sequence
@@ -65,7 +66,7 @@ def selected(kernels: str | None = None) -> str:
   return choice
 
 
-def standardized(
+def standardized_on_paths(
     leaves: Sequence[jax.Array],
     axes: Sequence[tuple[int, ...]],
     eps: Any,
@@ -73,7 +74,11 @@ def standardized(
     axis_name: _leaves.AxisName,
     kernels: str | None,
 ) -> list[jax.Array]:
-  """Eq. 1 of each leaf over its `axes`, in its accumulation dtype, each on its path."""
+  """Eq. 1 of each leaf over its `axes`, in its accumulation dtype, each on its path.
+
+  The platform's path comes from `kernels` (:data:`PLATFORM_PATHS`), each leaf's
+  from :func:`leaf_path`.
+  """
   if not leaves:
     return []
   choice = selected(kernels)
@@ -111,31 +116,40 @@ def _default_platform() -> str:
   return 'cuda' if platform == 'gpu' else platform
 
 
-def _on_path(path, axes, axis_name, eps, rescale, leaves):
-  """Each leaf on `path` where that path takes it, on the per-leaf path otherwise."""
-  if path in _grouped.LAYOUTS:
-    taken = [] if rescale else [i for i, g in enumerate(leaves) if _grouped.supports(g, path)]
-  elif path.startswith('pallas'):
-    taken = [i for i, g in enumerate(leaves) if _pallas.supports(g, axes[i], axis_name)]
+def leaf_path(preferred: str, leaf: jax.Array, axes: tuple[int, ...], axis_name: Any, *,
+              rescale: bool) -> str:
+  """The path that takes `leaf`'s statistics where the platform's path is `preferred`.
+
+  `preferred` is a value of :data:`PLATFORM_PATHS`; a leaf that path does not
+  take goes per leaf, the path that takes every leaf and option.
+  """
+  if preferred in _grouped.LAYOUTS:
+    taken = not rescale and _grouped.supports(leaf, preferred)
+  elif preferred.startswith('pallas'):
+    taken = _pallas.supports(leaf, axes, axis_name)
   else:
-    taken = []
+    taken = False
+  return preferred if taken else 'per_leaf'
+
+
+def _on_path(preferred, axes, axis_name, eps, rescale, leaves):
+  """Eq. 1 of each leaf, on the path :func:`leaf_path` gives it."""
+  by_path = collections.defaultdict(list)
+  for i, (leaf, leaf_axes) in enumerate(zip(leaves, axes)):
+    by_path[leaf_path(preferred, leaf, leaf_axes, axis_name, rescale=rescale)].append(i)
   outputs = [None] * len(leaves)
-  if taken:
-    chosen = [leaves[i] for i in taken]
-    chosen_axes = [axes[i] for i in taken]
-    if path.startswith('pallas'):
-      results = _pallas.standardized(chosen, chosen_axes, eps,
-                                     interpret=path == 'pallas_interpreted')
+  for path, indices in by_path.items():
+    chosen = [leaves[i] for i in indices]
+    chosen_axes = [axes[i] for i in indices]
+    if path == 'per_leaf':
+      results = _moments.standardized_per_leaf(chosen, chosen_axes, eps, rescale=rescale,
+                                               axis_name=axis_name)
+    elif path in _grouped.LAYOUTS:
+      results = _grouped.standardized_grouped(chosen, chosen_axes, eps, layout=path,
+                                              axis_name=axis_name)
     else:
-      results = _grouped.standardized(chosen, chosen_axes, eps, layout=path,
-                                      axis_name=axis_name)
-    for i, result in zip(taken, results):
-      outputs[i] = result
-  rest = [i for i in range(len(leaves)) if outputs[i] is None]
-  if rest:
-    results = _moments.standardized_per_leaf(
-        [leaves[i] for i in rest], [axes[i] for i in rest], eps, rescale=rescale,
-        axis_name=axis_name)
-    for i, result in zip(rest, results):
+      results = _pallas.standardized_by_kernels(chosen, chosen_axes, eps,
+                                                interpret=path == 'pallas_interpreted')
+    for i, result in zip(indices, results):
       outputs[i] = result
   return outputs

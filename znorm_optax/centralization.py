@@ -61,17 +61,20 @@ def centralize(
     paths, leaves, treedef = _leaves.checked_leaves(updates, caller='centralize')
     stacked = _leaves.stacked_axes_per_leaf(
         stacked_axes, updates, paths, leaves, caller='centralize')
-    centralized = [
-        i for i, (g, s) in enumerate(zip(leaves, stacked)) if g.ndim - len(s) >= 2 and g.size]
-    axes = [_leaves.statistic_axes(leaves[i].ndim, stacked[i], per_channel=True)
-            for i in centralized]
-    kept = [leaves[i] for i in centralized]
-    # Rescaled, so that means of values near the largest float stay exact.
-    stats = _moments.tree_moments(
-        kept, axes, rescale=True, axis_name=axis_name, with_std=False)
-    for i, centered in zip(centralized, _moments.center(kept, stats)):
-      leaves[i] = centered.astype(leaves[i].dtype)
-    return jax.tree.unflatten(treedef, leaves), state
+    return jax.tree.unflatten(treedef, _centralized_leaves(leaves, stacked, axis_name)), state
 
   return _leaves.masked(
       optax.GradientTransformation(optax.init_empty_state, update_fn), mask, caller='centralize')
+
+
+def _centralized_leaves(leaves, stacked, axis_name):
+  """Each leaf of two or more unstacked dimensions minus its mean over all but the last."""
+  chosen = [i for i, (g, s) in enumerate(zip(leaves, stacked)) if g.ndim - len(s) >= 2 and g.size]
+  kept = [leaves[i] for i in chosen]
+  axes = [_leaves.statistic_axes(leaves[i].ndim, stacked[i], per_channel=True) for i in chosen]
+  # Rescaled, so that means of values near the largest float stay exact.
+  moments = _moments.tree_moments(kept, axes, rescale=True, axis_name=axis_name, with_std=False)
+  outputs = list(leaves)
+  for i, centered in zip(chosen, _moments.center(kept, moments)):
+    outputs[i] = centered.astype(leaves[i].dtype)
+  return outputs

@@ -152,25 +152,31 @@ def znorm(
     stacked = _leaves.stacked_axes_per_leaf(
         stacked_axes, updates, paths, leaves, caller='znorm')
     axes = [_leaves.statistic_axes(g.ndim, s, per_channel) for g, s in zip(leaves, stacked)]
-    sizes = [_leaves.group_size(g.shape, a) for g, a in zip(leaves, axes)]
-    if axis_name is not None:
-      sizes = [size * jax.lax.psum(1, axis_name) for size in sizes]
-    # A traced min_size (optax.inject_hyperparams makes every number one) is
-    # applied with a select; a concrete one decides at trace time.
-    normalized = [
-        i for i, (g, size) in enumerate(zip(leaves, sizes))
-        if g.size > 0 and (static_min_size is None or size >= static_min_size)
-    ]
-    outputs = dict(zip(normalized, _paths.standardized(
-        [leaves[i] for i in normalized], [axes[i] for i in normalized], eps,
-        axis_name=axis_name, kernels=kernels)))
-    for i in normalized:
-      g = leaves[i]
-      output = outputs[i].astype(g.dtype)
-      leaves[i] = output if static_min_size is not None else jnp.where(
-          sizes[i] >= min_size, output, g)
-    return jax.tree.unflatten(treedef, leaves), state
+    normalized = _normalized_leaves(leaves, axes, eps=eps, min_size=min_size,
+                                    axis_name=axis_name, kernels=kernels)
+    return jax.tree.unflatten(treedef, normalized), state
 
   return _leaves.masked(
       optax.GradientTransformation(optax.init_empty_state, update_fn), mask, caller='znorm')
 
+
+def _normalized_leaves(leaves, axes, *, eps, min_size, axis_name, kernels):
+  """Eq. 1 of each leaf over its `axes` where its groups have at least `min_size` elements."""
+  sizes = [_leaves.group_size(g.shape, a) for g, a in zip(leaves, axes)]
+  if axis_name is not None:
+    sizes = [size * jax.lax.psum(1, axis_name) for size in sizes]
+  # A traced min_size (optax.inject_hyperparams makes every number one) is applied with a
+  # select; a concrete one decides at trace time.
+  static_min_size = _leaves.concrete_int(min_size)
+  chosen = [i for i, (g, size) in enumerate(zip(leaves, sizes))
+            if g.size > 0 and (static_min_size is None or size >= static_min_size)]
+  # Every chosen leaf at once: the grouped paths reduce many leaves together.
+  standardized = _paths.standardized_on_paths(
+      [leaves[i] for i in chosen], [axes[i] for i in chosen], eps, axis_name=axis_name,
+      kernels=kernels)
+  outputs = list(leaves)
+  for i, output in zip(chosen, standardized):
+    output = output.astype(leaves[i].dtype)
+    outputs[i] = output if static_min_size is not None else jnp.where(
+        sizes[i] >= min_size, output, leaves[i])
+  return outputs

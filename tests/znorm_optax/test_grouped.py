@@ -27,7 +27,7 @@ BIGGEST = float(np.finfo(np.float32).max)
 
 def _layout_standardized(leaves, layout, eps=1e-10, axes=None):
   axes = [tuple(range(g.ndim)) for g in leaves] if axes is None else axes
-  return jax.jit(lambda ls: _grouped.standardized(ls, axes, eps, layout=layout))(leaves)
+  return jax.jit(lambda ls: _grouped.standardized_grouped(ls, axes, eps, layout=layout))(leaves)
 
 
 def _hard_leaves(rng):
@@ -137,7 +137,7 @@ def test_derivatives_are_those_of_the_per_leaf_path(layout):
       if path == 'per_leaf':
         outputs = znorm_optax.znorm(kernels='xla').update(leaves, None)[0]
       else:
-        outputs = _grouped.standardized(leaves, axes, 1e-10, layout=path)
+        outputs = _grouped.standardized_grouped(leaves, axes, 1e-10, layout=path)
       return sum(jnp.sum(w * o) for w, o in zip(weights, outputs))
     return fn
 
