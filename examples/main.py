@@ -21,12 +21,20 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # tf.data only; hide TensorF
 import ml_collections
 
 from examples.study import defaults as study_defaults
-from examples.study import experiment
 from examples.training import cli
 from examples.training import defaults as training_defaults
 from examples.training import fields
 
 cli.define_flags()
+
+
+def _experiment():
+  """:mod:`examples.study.experiment`, imported once the flags are valid.
+
+  It imports JAX, Flax and the examples' data and models: seconds that a refused flag
+  need not wait for.
+  """
+  return importlib.import_module('examples.study.experiment')
 
 
 def check_fields(config: ml_collections.ConfigDict) -> None:
@@ -35,11 +43,19 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError: naming the first bad flag and what it accepts.
   """
-  experiment.load_example(config.example)  # Names --config.example if it names no example.
-  example_defaults = importlib.import_module(f'examples.{config.example}.configs.default')
+  try:
+    example_defaults = importlib.import_module(f'examples.{config.example}.configs.default')
+  except ImportError:
+    _experiment().load_example(config.example)  # Names --config.example and the examples.
+    raise
   fields.check(config, {**training_defaults.FIELDS, **study_defaults.FIELDS,
                         **example_defaults.FIELDS})
 
 
+def run(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """:func:`examples.study.experiment.run`."""
+  _experiment().run(config, workdir)
+
+
 if __name__ == '__main__':
-  cli.run(experiment.run, check_config=check_fields)
+  cli.run(run, check_config=check_fields)

@@ -12,7 +12,6 @@ import traceback
 import warnings
 from collections.abc import Callable
 
-import jax
 import ml_collections
 from absl import app
 from absl import flags
@@ -20,7 +19,6 @@ from absl import logging
 from ml_collections import config_flags
 
 from examples.training import datasets
-from examples.training import distributed
 from examples.training import errors
 from examples.training import stop_signals
 
@@ -157,6 +155,8 @@ def report_compilation_cache_errors_in_one_line() -> None:
       return
     action, reason = cache_error.groups()
     if action not in reported:
+      import jax  # pylint: disable=import-outside-toplevel (compiling, JAX is imported by now)
+
       reported.add(action)
       directory = jax.config.jax_compilation_cache_dir
       if action == 'writing':
@@ -200,6 +200,9 @@ def run(main: Callable[[ml_collections.ConfigDict, str], None],
       with workdir_removed_if_left_empty(FLAGS.workdir):
         if check_config is not None:
           check_config(config)
+        # JAX only now: a bad flag is refused without importing it, in a fraction of a second.
+        from examples.training import distributed  # pylint: disable=import-outside-toplevel
+
         distributed.initialize(config.coordinator_address, config.num_processes,
                                config.process_id)
         main(config, FLAGS.workdir)

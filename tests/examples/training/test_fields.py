@@ -139,12 +139,6 @@ def test_a_field_accepts_what_it_declares(field, value, accepted):
   assert field.accepts(value) is accepted
 
 
-def _main(tmp_path, *flags):
-  return subprocess.run(
-      [sys.executable, '-m', 'examples.main', f'--workdir={tmp_path}/run', *flags],
-      cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
-
-
 def test_the_command_line_refuses_with_one_line_and_leaves_nothing(tmp_path):
   # This width trained width 16 and saved width 0; -4 was a traceback after the compile cache.
   result = subprocess.run(
