@@ -155,7 +155,8 @@ def report_compilation_cache_errors_in_one_line() -> None:
       return
     action, reason = cache_error.groups()
     if action not in reported:
-      import jax  # pylint: disable=import-outside-toplevel (compiling, JAX is imported by now)
+      # JAX is imported by now (it compiles); the command line imports it only then.
+      import jax  # pylint: disable=import-outside-toplevel
 
       reported.add(action)
       directory = jax.config.jax_compilation_cache_dir
