@@ -8,6 +8,7 @@ from flax import nnx
 from examples.language_model import input_pipeline
 from examples.language_model import train
 from examples.language_model.configs import tiny
+from examples.study import experiment
 from tests.examples.saved import final_state
 from tests.examples.saved import without_timing
 
@@ -29,16 +30,17 @@ def _config(**overrides):
   return config
 
 
-def _run(workdir, **overrides):
-  history = train.train_and_evaluate(_config(**overrides), str(workdir))
+def _run(workdir, data, **overrides):
+  history = experiment.train_and_evaluate(train.EXAMPLE, _config(**overrides), str(workdir), data)
   return without_timing(history), final_state(workdir)
 
 
 def test_every_mode_equals_one_device(tmp_path):
   assert len(jax.devices('cpu')) == 8  # tests/conftest.py
-  want_history, want_state = _run(tmp_path / 'none', parallel='none')
+  data = input_pipeline.load(_config())  # Loaded once, as a sweep does.
+  want_history, want_state = _run(tmp_path / 'none', data, parallel='none')
   assert want_history[-1]['step'] == 2
-  present = np.unique(input_pipeline.load(_config()).train[:, :-1])
+  present = np.unique(data.train[:, :-1])
   absent = np.setdiff1d(np.arange(256), present)
   assert 20 < len(present) < 256
   # ZNorm takes each embedding row's statistics: the rows of bytes never trained on have a zero
@@ -49,7 +51,7 @@ def test_every_mode_equals_one_device(tmp_path):
   np.testing.assert_array_equal(want_state[0]['token_embedding']['embedding'][absent],
                                 initial['token_embedding']['embedding'][absent])
   for mode, overrides in MODES.items():
-    history, state = _run(tmp_path / mode, **overrides)
+    history, state = _run(tmp_path / mode, data, **overrides)
     chex.assert_trees_all_close(state, want_state, rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(state[0]['token_embedding']['embedding'][absent],
                                   initial['token_embedding']['embedding'][absent], err_msg=mode)

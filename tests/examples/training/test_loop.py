@@ -95,7 +95,8 @@ def test_parallel_modes_agree(tmp_path):
            'fsdp': {'fsdp_devices': 4}, 'fsdp explicit': {'mesh_axis_types': 'explicit'},
            'pmap': {}}
   for mode, overrides in modes.items():
-    config = _config(parallel=mode.split()[0], **overrides)
+    # One checkpoint, at the end: saves are most of a run's time here.
+    config = _config(parallel=mode.split()[0], checkpoint_every_steps=24, **overrides)
     history = _fit(config, tmp_path / mode)
     results[mode] = (without_timing(history), final_state(tmp_path / mode))
   want_history, want_state = results['none']
@@ -143,7 +144,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path):
 
 
 def test_load_model_returns_the_trained_model(tmp_path):
-  config = _config()
+  config = _config(checkpoint_every_steps=24)  # The end's only.
   history = _fit(config, tmp_path)
   model = resume.load_model(config, str(tmp_path), TASK)
   initial = TASK.create_model(nnx.Rngs(config.seed), None)
@@ -162,7 +163,7 @@ def test_load_model_returns_the_trained_model(tmp_path):
 
 
 def test_sweep_runs_the_grid_and_skips_finished_runs(tmp_path):
-  config = _config(resume=True, num_epochs=1)
+  config = _config(resume=True, num_epochs=1, checkpoint_every_steps=12)  # The end's only.
   config.sweep.models = ('linear',)
   config.sweep.methods = ('adam', 'znorm')
   config.sweep.seeds = (0, 1)
