@@ -1,6 +1,7 @@
 """The transformer: scanned layers against the same layers unrolled, its shapes, causality, dtypes."""
 
 import math
+import pathlib
 
 import chex
 import jax
@@ -11,6 +12,9 @@ from flax import nnx
 
 from examples.language_model import input_pipeline
 from examples.language_model import models
+from examples.language_model.configs import default
+from examples.language_model.configs import gpt2_small
+from examples.language_model.configs import study
 from examples.language_model.configs import tiny
 from examples.language_model.task import next_byte_metrics
 from examples.study import methods
@@ -167,16 +171,36 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
   np.testing.assert_allclose(logits, f32(tokens), atol=0.05)
 
 
-def test_gpt2_small_has_gpt2_small_block_shapes():
+def _parameter_count(size: models.Size, context: int) -> int:
+  """Counted from GPT-2's layout: per block QKV, output, MLP and two LayerNorms; then the rest."""
+  width, mlp = size.width, size.mlp_width
+  per_block = (3 * width * width + 3 * width) + (width * width + width) + (
+      2 * width * mlp + mlp + width) + 2 * 2 * width
+  vocab = models.VOCAB_SIZE
+  return (size.num_layers * per_block + (vocab + context) * width + 2 * width + width * vocab
+          + vocab)
+
+
+def test_gpt2_small_shapes_and_every_model_s_parameter_count_as_the_readme_gives_it():
   model = nnx.eval_shape(lambda: models.create_model('gpt2_small', context=1024, rngs=nnx.Rngs(0)))
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   assert params['blocks']['qkv']['kernel'].shape == (12, 768, 3 * 768)
   assert params['blocks']['mlp_in']['kernel'].shape == (12, 768, 3072)
-  width, mlp, layers, vocab, context = 768, 3072, 12, 256, 1024
-  per_block = (3 * width * width + 3 * width) + (width * width + width) + (
-      2 * width * mlp + mlp + width) + 2 * 2 * width
-  expected = layers * per_block + (vocab + context) * width + 2 * width + width * vocab + vocab
-  assert sum(math.prod(x.shape) for x in jax.tree.leaves(params)) == expected
+  assert sum(math.prod(x.shape) for x in jax.tree.leaves(params)) == _parameter_count(
+      models.SIZES['gpt2_small'], 1024)
+  readme = (pathlib.Path(models.__file__).parent / 'README.md').read_text()
+  contexts = {'tiny': tiny, 'small': default, 'deep': study, 'gpt2_small': gpt2_small}
+  assert contexts.keys() == models.SIZES.keys()
+  for name, size in models.SIZES.items():
+    context = contexts[name].get_config().context
+    if name != 'gpt2_small':
+      model = nnx.eval_shape(lambda name=name, context=context: models.create_model(
+          name, context=context, rngs=nnx.Rngs(0)))
+      assert sum(math.prod(x.shape) for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == (
+          _parameter_count(size, context)), name
+    row = (f'| {size.num_layers} | {size.width} | {size.num_heads} | {size.mlp_width} | '
+           f'{_parameter_count(size, context):,} ({context}) |')
+    assert f'| `{name}` ' in readme and row in readme, (name, row)
 
 
 def test_unknown_model_names_the_flag():

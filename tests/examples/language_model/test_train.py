@@ -7,6 +7,7 @@ of its runs, since compiling is most of a run's time.
 
 import glob
 import math
+import pathlib
 
 import chex
 import jax
@@ -21,6 +22,8 @@ from examples.language_model import train
 from examples.language_model.configs import study
 from examples.language_model.configs import tiny
 from examples.study import experiment
+from examples.study import methods
+from examples.study import report
 from examples.study import sweep
 from examples.training import gradient_log
 from examples.training import loop
@@ -228,7 +231,8 @@ def _check_saved_model_gives_the_reported_loss(config, workdir, history):
 
 def test_checkpoints_hold_the_reported_model_and_resume_exactly(tmp_path):
   config = _config(checkpoint_every_steps=8)  # 6 steps per epoch: the resume starts mid-epoch 3.
-  uninterrupted = train.train_and_evaluate(config, str(tmp_path / 'uninterrupted'))
+  # Saved at the end only (the same program; saves take time).
+  uninterrupted = train.train_and_evaluate(_config(), str(tmp_path / 'uninterrupted'))
 
   workdir = tmp_path / 'interrupted'
   with pytest.raises(Interrupted):
@@ -304,10 +308,17 @@ def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   assert len(metrics_log.read(tmp_path / 'metrics.jsonl')) == 1
 
 
-def test_the_study_compares_embedding_treatments_and_depth_on_three_seeds():
+def test_the_study_and_its_tables_in_the_readme():
   config = study.get_config()
   experiment.validate_config(train.EXAMPLE, config)
   assert config.sweep.models == ('deep',) and models.SIZES['deep'].num_layers >= 8
   assert set(config.sweep.methods) == {'adam', 'clip_norm', 'znorm_table', 'znorm',
                                        'znorm_masked', 'znorm_pooled'}
   assert len(config.sweep.seeds) >= 3
+  # The README's tables have the columns and rows the report writes.
+  readme = (pathlib.Path(train.__file__).parent / 'README.md').read_text()
+  columns = train.EXAMPLE.table_columns
+  assert report.markdown_table([], columns, config.dataset).splitlines()[0] in readme
+  assert report.differences_table([], columns).splitlines()[0] in readme
+  for method in config.sweep.methods:
+    assert f'| {config.dataset} | deep | {methods.DESCRIPTIONS[method]} | ' in readme, method
