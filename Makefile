@@ -59,7 +59,7 @@ demo: $(INSTALLED)
 	$(PYTHON) -m examples.main \
 	  --config=examples/image_classification/configs/demo.py --workdir=runs/demo
 
-# The language model study (examples/language_model/README.md): about 12 minutes on 2 CPU cores.
+# The language model study (examples/language_model/README.md): about 13 minutes on 2 CPU cores.
 lm-study: $(INSTALLED)
 	$(PYTHON) -m examples.main \
 	  --config=examples/language_model/configs/study.py --workdir=runs/lm_study
