@@ -20,6 +20,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # tf.data only; hide TensorF
 
 import ml_collections
 
+from examples import registry
 from examples.study import defaults as study_defaults
 from examples.training import cli
 from examples.training import defaults as training_defaults
@@ -31,8 +32,8 @@ cli.define_flags()
 def _experiment():
   """:mod:`examples.study.experiment`, imported once the flags are valid.
 
-  It imports JAX, Flax and the examples' data and models: seconds that a refused flag
-  need not wait for.
+  It imports JAX and Flax (and :func:`examples.registry.load` the example's data and
+  models): seconds that a refused flag need not wait for.
   """
   return importlib.import_module('examples.study.experiment')
 
@@ -43,18 +44,13 @@ def check_fields(config: ml_collections.ConfigDict) -> None:
   Raises:
     ValueError: naming the first bad flag and what it accepts.
   """
-  try:
-    example_defaults = importlib.import_module(f'examples.{config.example}.configs.default')
-  except ImportError:
-    _experiment().load_example(config.example)  # Names --config.example and the examples.
-    raise
   fields.check(config, {**training_defaults.FIELDS, **study_defaults.FIELDS,
-                        **example_defaults.FIELDS})
+                        **registry.fields(config.example)})
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """:func:`examples.study.experiment.run`."""
-  _experiment().run(config, workdir)
+  """:func:`examples.study.experiment.run` of the example that ``config.example`` names."""
+  _experiment().run(registry.load(config.example), config, workdir)
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ from examples.training.fields import Field
 def get_config() -> ml_collections.ConfigDict:
   """The core's defaults plus the fields :mod:`examples.study.experiment` reads."""
   config = defaults.get_config()
-  config.example = ''  # The package under examples/ whose train.EXAMPLE runs this config.
+  config.example = ''  # The example's name in examples/registry.py.
 
   # The run: one model and method (a sweep sets them, and the seed, per run).
   config.model = ''

@@ -2,6 +2,7 @@
 
 import dataclasses
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -11,6 +12,7 @@ from flax import nnx
 from examples.study import methods
 from examples.study.report import Column
 from examples.study.sweep import RunResult
+from examples.training.fields import Field
 from examples.training.task import DataSource
 from examples.training.task import Task
 
@@ -39,10 +41,12 @@ class Example:
   """An example, as :func:`examples.study.experiment.run` trains it.
 
   Attributes:
-    validate_config: checks the example's own fields (dataset, every model of
-      the sweep, ...) before anything is loaded or written; raises
-      ``ValueError`` naming the flag. The core's and the study's fields are
-      checked by the study.
+    fields: what each of the example's own config fields accepts
+      (``configs/default.py``'s ``FIELDS``); the study checks them with the
+      core's and its own before anything else.
+    datasets: the names ``config.dataset`` may take.
+    check_model: ``name ->`` raises ``ValueError`` unless the example has a
+      model of that name; the study checks every model of the sweep with it.
     load_data: ``input_pipeline.load``: ``config -> Data``. It may not depend
       on the model, method or seed: a sweep loads once and shares it.
     make_task: ``(config, data) -> Task``: the model ``config.model`` and its
@@ -59,6 +63,10 @@ class Example:
       record, so the table can show them.
     write_figures: optional ``(config, workdir, results, data)``, run by
       process 0 after a sweep's report, e.g. prediction grids.
+    validate_config: optional ``config ->`` checks what the declarations
+      cannot (e.g. that the image size fits every model), after the study's
+      checks and before anything is loaded or written; raises ``ValueError``
+      naming the flag.
     stacked_axes: optional ``model -> `` each parameter's stacked axes (the
       layer axis of ``nnx.scan``) as a pure dict like
       ``nnx.to_pure_dict(nnx.state(model, nnx.Param))``, read from the model
@@ -69,7 +77,9 @@ class Example:
       (:func:`examples.study.methods.embedding_rows`).
   """
 
-  validate_config: Callable[[Config], None]
+  fields: Mapping[str, Field]
+  datasets: Sequence[str]
+  check_model: Callable[[str], None]
   load_data: Callable[[Config], Data]
   make_task: Callable[[Config, Data], Task]
   table_columns: Sequence[Column]
@@ -78,4 +88,5 @@ class Example:
   resumable_keys: Callable[[Config], Sequence[str]] = _nothing_may_change
   score: Callable[[Config, str, nnx.Module, Data], dict[str, float]] | None = None
   write_figures: Callable[[Config, str, Sequence[RunResult], Data], None] | None = None
+  validate_config: Callable[[Config], None] | None = None
   stacked_axes: Callable[[nnx.Module], methods.StackedAxes] | None = None

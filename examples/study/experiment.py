@@ -1,10 +1,6 @@
 """One run or a sweep of any example: the study's optimizer, names, report and checks."""
 
-import importlib
-import importlib.util
-import math
 import os
-import pkgutil
 from typing import Any
 from typing import NamedTuple
 
@@ -12,32 +8,21 @@ import jax
 import ml_collections
 from flax import nnx
 
-import examples
+from examples.study import defaults as study_defaults
 from examples.study import methods
 from examples.study import report
 from examples.study import sweep
 from examples.study.example import Data
 from examples.study.example import Example
+from examples.training import datasets
+from examples.training import defaults as training_defaults
+from examples.training import fields
 from examples.training import loop
 from examples.training import resume
 from examples.training import validation
 
 RESUMABLE_KEYS = ('sweep', 'compilation_cache')
 """The study's fields that a resumed run may change, besides the core's and the example's."""
-
-
-def available_examples() -> list[str]:
-  """The packages under ``examples/`` that define ``train.EXAMPLE``."""
-  return sorted(module.name for module in pkgutil.iter_modules(examples.__path__)
-                if module.ispkg and importlib.util.find_spec(f'examples.{module.name}.train'))
-
-
-def load_example(name: str) -> Example:
-  """``examples.<name>.train.EXAMPLE``; a ``ValueError`` names ``--config.example`` otherwise."""
-  if name not in available_examples():
-    raise ValueError(f'--config.example={name!r} names no example; valid examples are: '
-                     f'{", ".join(available_examples())}.')
-  return importlib.import_module(f'examples.{name}.train').EXAMPLE
 
 
 def is_sweep(config: ml_collections.ConfigDict) -> bool:
@@ -48,33 +33,50 @@ def is_sweep(config: ml_collections.ConfigDict) -> bool:
 def validate_config(example: Example, config: ml_collections.ConfigDict) -> None:
   """Checks every field: the study's, the example's and the training core's.
 
+  Each field against its declaration comes first, so the checks after it may read the
+  fields as the values they declare.
+
   Raises:
     ValueError: naming the first bad flag and what it accepts.
   """
+  fields.check(config, {**training_defaults.FIELDS, **study_defaults.FIELDS, **example.fields})
   methods.check_methods(config)
-  for seed in config.sweep.seeds:
-    validation.check_seed(seed, '--config.sweep.seeds')
-  if not (math.isfinite(config.learning_rate) and config.learning_rate > 0):
-    raise ValueError(f'--config.learning_rate={config.learning_rate} must be a finite positive '
-                     'number.')
-  example.validate_config(config)
+  datasets.check_dataset(config.dataset, example.datasets)
+  fields.check_names('--config.sweep.models' if config.sweep.models else '--config.model',
+                     sweep.grid(config)[0], example.check_model, 'model')
+  if example.validate_config is not None:
+    example.validate_config(config)
   validation.validate(config)
 
 
 def train_and_evaluate(example: Example, config: ml_collections.ConfigDict, workdir: str,
                        data: Data | None = None) -> list[dict[str, Any]]:
-  """Trains ``config.model`` with ``config.method`` and ``config.seed`` in ``workdir``.
+  """Checks ``config``, then trains ``config.model`` with ``config.method`` and ``config.seed``.
+
+  One run of any example, called from Python; ``python -m examples.main`` runs the same.
 
   Args:
-    example: the example's record.
-    config: the run's config.
-    workdir: the run's work directory.
+    example: the example's record, e.g.
+      ``examples.image_classification.example.EXAMPLE``.
+    config: the run's config (see the example's ``configs/default.py``).
+    workdir: receives ``metrics.jsonl``, the event files, ``checkpoints/`` and
+      whatever ``example.score`` writes.
     data: ``example.load_data(config)``, if the caller has it already.
 
   Returns:
-    The per-epoch records of :func:`examples.training.loop.fit`; the last one
-    also holds what ``example.score`` measured.
+    The per-epoch records of :func:`examples.training.loop.fit`, as in
+    ``metrics.jsonl``; the last one also holds what ``example.score`` measured.
+
+  Raises:
+    ValueError: naming the first bad flag, before anything is loaded or written.
   """
+  validate_config(example, config)
+  return _train_checked(example, config, workdir, data)
+
+
+def _train_checked(example: Example, config: ml_collections.ConfigDict, workdir: str,
+                   data: Data | None = None) -> list[dict[str, Any]]:
+  """:func:`train_and_evaluate` of a config already checked (a sweep checks it once)."""
   data = example.load_data(config) if data is None else data
   source = data.make_source(config)
   task = example.make_task(config, data)
@@ -116,7 +118,7 @@ def run_sweep(example: Example, config: ml_collections.ConfigDict, workdir: str)
   """
   data = example.load_data(config)
   results = sweep.run_sweep(
-      lambda one, run_dir: train_and_evaluate(example, one, run_dir, data), config, workdir)
+      lambda one, run_dir: _train_checked(example, one, run_dir, data), config, workdir)
   if jax.process_index() != 0:
     return Sweep(results, '', '')
   table, curves = report.write_report(
@@ -127,16 +129,15 @@ def run_sweep(example: Example, config: ml_collections.ConfigDict, workdir: str)
   return Sweep(results, table, curves)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> None:
-  """The shared entry point: one run, or a sweep and its report, of ``config.example``."""
-  example = load_example(config.example)
+def run(example: Example, config: ml_collections.ConfigDict, workdir: str) -> None:
+  """The shared entry point: one run, or a sweep and its report, of ``example``."""
   validate_config(example, config)
   validation.prepare_workdir(workdir)  # The first write; the flags are valid.
   if config.compilation_cache:
     # Sweep runs of one method compile identical steps; later runs load them from disk.
     jax.config.update('jax_compilation_cache_dir', os.path.join(workdir, 'jax_cache'))
   if not is_sweep(config):
-    history = train_and_evaluate(example, config, workdir)
+    history = _train_checked(example, config, workdir)
     if jax.process_index() == 0:
       print(f'Final: {loop.summary(history[-1])}')
       print(f'Metrics (metrics.jsonl, TensorBoard) and checkpoints in {workdir}')

@@ -12,12 +12,12 @@ import chex
 import jax
 import pytest
 
-from examples.image_classification import train as image_classification
+from examples.image_classification import example as image_classification
 from examples.image_classification.configs import tiny as image_classification_tiny
-from examples.language_model import train as language_model
+from examples.language_model import example as language_model
 from examples.language_model.configs import tiny as language_model_tiny
 from examples.study import experiment
-from examples.unet_segmentation import train as unet_segmentation
+from examples.unet_segmentation import example as unet_segmentation
 from examples.unet_segmentation.configs import tiny as unet_segmentation_tiny
 from tests.examples import saved
 from tests.examples.saved import final_state

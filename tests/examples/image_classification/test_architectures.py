@@ -20,11 +20,11 @@ from flax import nnx
 from examples.image_classification import input_pipeline
 from examples.image_classification import layers
 from examples.image_classification import models
-from examples.image_classification import train
 from examples.image_classification.configs import cifar10_table1
 from examples.image_classification.configs import digits_skip_study
 from examples.image_classification.configs import pcam_table2
 from examples.image_classification.configs import tiny
+from examples.image_classification.example import EXAMPLE
 from examples.image_classification.task import classification_metrics
 from examples.study import experiment
 from examples.study import methods
@@ -425,7 +425,7 @@ def test_parallel_modes_train_vgg16_like_one_device(config, tmp_path):
   results = {}
   for mode in ('none', 'sharded', 'pmap'):
     config.parallel = mode
-    history = train.train_and_evaluate(config, str(tmp_path / mode))
+    history = experiment.train_and_evaluate(EXAMPLE, config, str(tmp_path / mode))
     results[mode] = ([[record['train_loss'], record['train_accuracy']] for record in history],
                      _determined_by_the_loss(final_state(tmp_path / mode)))
   reference_history, reference_state = results['none']
@@ -466,7 +466,7 @@ PAPER_METHODS = ('adam', 'gc', 'clip', 'wd1e-3', 'wd1e-4', 'znorm')  # The paper
 ])
 def test_paper_configs_sweep_the_papers_tables(config_module, dataset, models_, epochs):
   config = config_module.get_config()
-  experiment.validate_config(train.EXAMPLE, config)  # Every model and method name is accepted.
+  experiment.validate_config(EXAMPLE, config)  # Every model and method name is accepted.
   assert config.dataset == dataset
   assert tuple(config.sweep.models) == models_
   assert tuple(config.sweep.methods) == PAPER_METHODS
@@ -478,7 +478,7 @@ def test_paper_configs_sweep_the_papers_tables(config_module, dataset, models_, 
 
 def test_skip_study_config():
   config = digits_skip_study.get_config()
-  experiment.validate_config(train.EXAMPLE, config)
+  experiment.validate_config(EXAMPLE, config)
   assert config.dataset == 'digits'
   assert {'resnet20', 'plain20', 'resnet56', 'plain56', 'vgg16', 'densenet121'} <= set(
       config.sweep.models)
@@ -493,7 +493,7 @@ def test_table1_report_has_the_papers_layout():
   results = [RunResult(model, method, seed, [{'test_accuracy': 0.5, 'train_loss': 0.1}])
              for model in config.sweep.models for method in config.sweep.methods
              for seed in config.sweep.seeds]
-  lines = report.markdown_table(results, train.EXAMPLE.table_columns, config.dataset).splitlines()
+  lines = report.markdown_table(results, EXAMPLE.table_columns, config.dataset).splitlines()
   assert lines[0] == '| Dataset | Model | Method | Test Accuracy | Train Loss | Seeds |'
   rows = [line.split(' | ') for line in lines[2:]]
   assert [(row[1], row[2]) for row in rows] == [

@@ -6,7 +6,8 @@ import tensorflow_datasets as tfds
 
 from examples.image_classification import input_pipeline
 from examples.image_classification import preprocessing
-from examples.image_classification import train
+from examples.image_classification.example import EXAMPLE
+from examples.study import experiment
 from examples.training import datasets
 
 
@@ -24,7 +25,7 @@ def test_tfds_smoke_run(config, tmp_path, dataset, image_shape, num_classes):
     assert loaded.make_source(config).steps_per_epoch == 2
     batch = next(iter(loaded.make_source(config).train_batches(0)))
     assert batch['image'].shape == (16,) + image_shape and batch['image'].dtype == np.float32
-    history = train.train_and_evaluate(config, str(tmp_path / 'run'))
+    history = experiment.train_and_evaluate(EXAMPLE, config, str(tmp_path / 'run'))
   assert len(history) == 1 and np.isfinite(history[0]['train_loss'])
   assert 0.0 <= history[0]['test_accuracy'] <= 1.0
 

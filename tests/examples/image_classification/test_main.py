@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from examples.image_classification import train
+from examples.image_classification.example import EXAMPLE
 from examples.study import experiment
 from examples.training import workdir_lock
 
@@ -21,20 +21,20 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.a
     ('parallel', 'dp', "--config.parallel='dp' must be one of sharded, fsdp, pmap, none"),
     ('batch_size', 12, r'--config.batch_size=12 must be a positive multiple of the 8 devices'),
     ('num_epochs', 0, '--config.num_epochs=0 must be positive'),
-    ('learning_rate', -1.0, '--config.learning_rate=-1.0 must be a finite positive number'),
-    ('learning_rate', float('inf'), '--config.learning_rate=inf must be a finite positive number'),
+    ('learning_rate', -1.0, '--config.learning_rate=-1.0 must be a finite number > 0'),
+    ('learning_rate', float('inf'), '--config.learning_rate=inf must be a finite number > 0'),
     ('seed', -1, '--config.seed=-1 must be a non-negative integer'),
 ])
 def test_validate_config_names_the_bad_flag(config, field, value, message):
   config[field] = value
   with pytest.raises(ValueError, match=message):
-    experiment.validate_config(train.EXAMPLE, config)
+    experiment.validate_config(EXAMPLE, config)
 
 
 def test_sweep_methods_are_validated(config):
   config.sweep.methods = ('adam', 'lamb')
   with pytest.raises(ValueError, match="Unknown method 'lamb'"):
-    experiment.validate_config(train.EXAMPLE, config)
+    experiment.validate_config(EXAMPLE, config)
 
 
 def _main(tmp_path, *flags):

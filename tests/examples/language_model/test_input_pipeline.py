@@ -14,8 +14,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from examples.language_model import input_pipeline
-from examples.language_model import train
 from examples.language_model.configs import tiny
+from examples.language_model.example import EXAMPLE
+from examples.study import experiment
 from examples.training import datasets
 from tests.examples.processes import REPO
 
@@ -203,7 +204,7 @@ def test_unknown_dataset_names_the_flag():
   with pytest.raises(ValueError, match=message):
     input_pipeline.load(config)
   with pytest.raises(ValueError, match=message):
-    train.validate_config(config)
+    experiment.validate_config(EXAMPLE, config)
 
 
 @pytest.mark.parametrize('overrides, flag', [

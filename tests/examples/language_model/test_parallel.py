@@ -6,8 +6,8 @@ import numpy as np
 from flax import nnx
 
 from examples.language_model import input_pipeline
-from examples.language_model import train
 from examples.language_model.configs import tiny
+from examples.language_model.example import EXAMPLE
 from examples.study import experiment
 from tests.examples.saved import final_state
 from tests.examples.saved import without_timing
@@ -31,7 +31,7 @@ def _config(**overrides):
 
 
 def _run(workdir, data, **overrides):
-  history = experiment.train_and_evaluate(train.EXAMPLE, _config(**overrides), str(workdir), data)
+  history = experiment.train_and_evaluate(EXAMPLE, _config(**overrides), str(workdir), data)
   return without_timing(history), final_state(workdir)
 
 
@@ -47,7 +47,7 @@ def test_every_mode_equals_one_device(tmp_path):
   # gradient, which stays zero, so Adam leaves them as initialized.
   config = _config()
   initial = nnx.to_pure_dict(nnx.state(
-      train.make_task(config, None).create_model(nnx.Rngs(config.seed), None), nnx.Param))
+      EXAMPLE.make_task(config, None).create_model(nnx.Rngs(config.seed), None), nnx.Param))
   np.testing.assert_array_equal(want_state[0]['token_embedding']['embedding'][absent],
                                 initial['token_embedding']['embedding'][absent])
   for mode, overrides in MODES.items():

@@ -18,9 +18,9 @@ from flax import nnx
 
 from examples.language_model import input_pipeline
 from examples.language_model import models
-from examples.language_model import train
 from examples.language_model.configs import study
 from examples.language_model.configs import tiny
+from examples.language_model.example import EXAMPLE
 from examples.study import experiment
 from examples.study import methods
 from examples.study import report
@@ -160,7 +160,7 @@ def test_sweep_learns_logs_and_normalizes_each_layer(tmp_path, capfd):
   config = _config(progress_bar=True)
   config.sweep.methods = ('adam', 'znorm')
   config.sweep.seeds = (0,)
-  results = experiment.run_sweep(train.EXAMPLE, config, str(tmp_path)).results
+  results = experiment.run_sweep(EXAMPLE, config, str(tmp_path)).results
   histories = {result.method: result.history for result in results}
   assert list(histories) == ['adam', 'znorm']
   out, err = capfd.readouterr()
@@ -175,7 +175,7 @@ def test_sweep_learns_logs_and_normalizes_each_layer(tmp_path, capfd):
 def test_znorm_pooled_does_not_give_each_layer_unit_std(tmp_path, capsys):
   # As `python -m examples.main` runs the tiny config: no progress bar, one line per epoch and
   # the final metrics. (The compilation cache stays the module's.)
-  experiment.run(_config(method='znorm_pooled', num_epochs=1, compilation_cache=False),
+  experiment.run(EXAMPLE, _config(method='znorm_pooled', num_epochs=1, compilation_cache=False),
                  str(tmp_path))
   lines = capsys.readouterr().out.splitlines()
   assert [line.split(': ')[0] for line in lines] == [
@@ -216,8 +216,8 @@ def _check_saved_model_gives_the_reported_loss(config, workdir, history):
 
   def load_model():
     return resume.load_model(
-        config, str(workdir), train.make_task(config, None),
-        resumable_keys=(*experiment.RESUMABLE_KEYS, *train.EXAMPLE.resumable_keys(config)))
+        config, str(workdir), EXAMPLE.make_task(config, None),
+        resumable_keys=(*experiment.RESUMABLE_KEYS, *EXAMPLE.resumable_keys(config)))
 
   windows = input_pipeline.load(config).evaluation  # 12: the second eval batch is padded.
   inputs, targets = jnp.asarray(windows[:, :-1], jnp.int32), windows[:, 1:]
@@ -232,17 +232,17 @@ def _check_saved_model_gives_the_reported_loss(config, workdir, history):
 def test_checkpoints_hold_the_reported_model_and_resume_exactly(tmp_path):
   config = _config(checkpoint_every_steps=8)  # 6 steps per epoch: the resume starts mid-epoch 3.
   # Saved at the end only (the same program; saves take time).
-  uninterrupted = train.train_and_evaluate(_config(), str(tmp_path / 'uninterrupted'))
+  uninterrupted = experiment.train_and_evaluate(EXAMPLE, _config(), str(tmp_path / 'uninterrupted'))
 
   workdir = tmp_path / 'interrupted'
   with pytest.raises(Interrupted):
     experiment.train_and_evaluate(
-        example_with_batches(train.EXAMPLE, interrupted_at(17)), config, str(workdir))
+        example_with_batches(EXAMPLE, interrupted_at(17)), config, str(workdir))
   assert saved_steps(workdir)[0] == 16
   assert len(metrics_log.read(workdir / 'metrics.jsonl')) == 2
 
   with pytest.raises(ValueError, match='already holds checkpoints .* --config.resume=True'):
-    train.train_and_evaluate(config, str(workdir))  # A fresh run must not mix with the old one.
+    experiment.train_and_evaluate(EXAMPLE, config, str(workdir))  # A fresh run must not mix with the old one.
   config.resume = True
   fed = []
 
@@ -251,7 +251,7 @@ def test_checkpoints_hold_the_reported_model_and_resume_exactly(tmp_path):
       fed.append(epoch * source.steps_per_epoch + step)
       yield batch
 
-  resumed = experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, count_steps), config, str(workdir))
+  resumed = experiment.train_and_evaluate(example_with_batches(EXAMPLE, count_steps), config, str(workdir))
   assert fed == list(range(16, 24))  # From the checkpoint on, not from the start.
   assert without_timing(resumed) == without_timing(uninterrupted)
   chex.assert_trees_all_equal(final_state(workdir), final_state(tmp_path / 'uninterrupted'))
@@ -277,7 +277,7 @@ def _nan_mask_at_step_8(source, epoch, start_step, batches):
 
 def test_skip_leaves_out_and_counts_the_nonfinite_step(tmp_path):
   config = _config(on_nonfinite='skip')
-  history = experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, _nan_mask_at_step_8), config,
+  history = experiment.train_and_evaluate(example_with_batches(EXAMPLE, _nan_mask_at_step_8), config,
                                           str(tmp_path))
   assert [record['train_skipped_steps'] for record in history] == [0, 1, 0, 0]
   assert all(np.isfinite(record['train_loss']) for record in history)
@@ -299,7 +299,7 @@ def test_skip_leaves_out_and_counts_the_nonfinite_step(tmp_path):
 def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
   config = _config(checkpoint_every_steps=6)  # on_nonfinite='stop'.
   with pytest.raises(loop.NonFiniteError) as error:
-    experiment.train_and_evaluate(example_with_batches(train.EXAMPLE, _nan_mask_at_step_8), config, str(tmp_path))
+    experiment.train_and_evaluate(example_with_batches(EXAMPLE, _nan_mask_at_step_8), config, str(tmp_path))
   message = str(error.value)
   assert '\n' not in message
   assert message.startswith('training stopped at step 8: the loss'), message
@@ -310,14 +310,14 @@ def test_stop_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_the_study_and_its_tables_in_the_readme():
   config = study.get_config()
-  experiment.validate_config(train.EXAMPLE, config)
+  experiment.validate_config(EXAMPLE, config)
   assert config.sweep.models == ('deep',) and models.SIZES['deep'].num_layers >= 8
   assert set(config.sweep.methods) == {'adam', 'clip_norm', 'znorm_table', 'znorm',
                                        'znorm_masked', 'znorm_pooled'}
   assert len(config.sweep.seeds) >= 3
   # The README's tables have the columns and rows the report writes.
-  readme = (pathlib.Path(train.__file__).parent / 'README.md').read_text()
-  columns = train.EXAMPLE.table_columns
+  readme = (pathlib.Path(input_pipeline.__file__).parent / 'README.md').read_text()
+  columns = EXAMPLE.table_columns
   assert report.markdown_table([], columns, config.dataset).splitlines()[0] in readme
   assert report.differences_table([], columns).splitlines()[0] in readme
   for method in config.sweep.methods:

@@ -5,6 +5,7 @@ import pathlib
 
 import pytest
 
+from examples import registry
 from examples.study import defaults
 from examples.study import experiment
 from examples.study import sweep
@@ -23,30 +24,54 @@ def _config(**overrides):
   return config
 
 
-def test_every_example_gives_a_record():
-  assert {'image_classification', 'unet_segmentation'} <= set(experiment.available_examples())
-  for name in experiment.available_examples():
-    example = experiment.load_example(name)
+def test_every_registered_example_gives_a_record_with_its_own_fields():
+  assert set(registry.EXAMPLES) == {'image_classification', 'language_model', 'unet_segmentation'}
+  for name in registry.EXAMPLES:
+    example = registry.load(name)
     assert example.table_columns and example.curves
+    assert example.fields is registry.fields(name)
+
+
+def test_an_unregistered_example_is_refused_naming_the_flag():
+  with pytest.raises(ValueError, match="^--config.example='speech' names no example; valid "
+                                       'examples are: image_classification, language_model, '
+                                       r'unet_segmentation\.$'):
+    registry.load('speech')
 
 
 @pytest.mark.parametrize('field, value, message', [
-    ('example', 'speech', "--config.example='speech' names no example; valid examples are: .*"),
-    ('learning_rate', float('inf'), '--config.learning_rate=inf must be a finite positive'),
-    ('learning_rate', float('nan'), '--config.learning_rate=nan must be a finite positive'),
-    ('method', 'sgd', "Unknown method 'sgd'; valid methods are: adam, znorm"),
+    ('learning_rate', float('inf'), r'^--config.learning_rate=inf must be a finite number > 0\.$'),
+    ('learning_rate', float('nan'), r'^--config.learning_rate=nan must be a finite number > 0\.$'),
+    ('learning_rate', 'fast', r"^--config.learning_rate='fast' must be a finite number > 0\.$"),
+    ('method', 'sgd', "^--config.method: Unknown method 'sgd'; valid methods are: adam, znorm"),
+    ('dataset', 'mnist', "^Unknown --config.dataset='mnist'; valid datasets are: digits, "),
+    ('model', 'resnet7', "^--config.model: Unknown model 'resnet7'; valid models are: "),
 ])
 def test_validation_names_the_flag(field, value, message):
-  config = _config(**{field: value})
+  config = _config()
+  with config.ignore_type():  # As Python code calling the study directly could set it.
+    config[field] = value
   with pytest.raises(ValueError, match=message):
-    experiment.validate_config(experiment.load_example(config.example), config)
+    experiment.validate_config(registry.load(config.example), config)
+
+
+def test_run_called_directly_checks_the_declared_fields_first(tmp_path):
+  # Checks after the declarations read the fields as numbers: a string stops before them.
+  config = _config()
+  with config.ignore_type():
+    config.learning_rate = '1e-3'
+  workdir = tmp_path / 'run'
+  with pytest.raises(ValueError, match=r"^--config.learning_rate='1e-3' must be a finite number "):
+    experiment.run(registry.load(config.example), config, str(workdir))
+  assert not workdir.exists()
 
 
 def test_a_sweep_seed_is_checked_under_its_own_flag():
   config = _config()
   config.sweep.seeds = (0, -1)
-  with pytest.raises(ValueError, match='^--config.sweep.seeds=-1 must be a non-negative integer'):
-    experiment.validate_config(experiment.load_example(config.example), config)
+  with pytest.raises(ValueError, match=r'^--config.sweep.seeds=\(0, -1\) must be a list, each item '
+                                       'a non-negative integer'):
+    experiment.validate_config(registry.load(config.example), config)
 
 
 def test_any_sweep_list_makes_a_sweep():

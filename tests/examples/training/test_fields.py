@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from examples.image_classification import example as image_classification
 from examples.image_classification.configs import tiny as image_classification_tiny
 from examples.language_model import models as language_model_models
 from examples.language_model.configs import default as language_model_defaults
@@ -72,7 +73,7 @@ def test_every_field_refuses_a_bad_value_with_one_line_naming_its_flag(example):
 @pytest.mark.parametrize('example', EXAMPLES)
 def test_train_and_evaluate_called_directly_refuses_every_bad_field_before_writing(example,
                                                                                   tmp_path):
-  train = importlib.import_module(f'examples.{example}.train')
+  record = importlib.import_module(f'examples.{example}.example').EXAMPLE
   workdir = tmp_path / 'run'
   for name, field in _declarations(example).items():
     config = importlib.import_module(f'examples.{example}.configs.default').get_config()
@@ -80,7 +81,7 @@ def test_train_and_evaluate_called_directly_refuses_every_bad_field_before_writi
     with config.ignore_type():
       (config[parent] if parent else config)[key] = _bad_values(field)[0]
     with pytest.raises(ValueError, match=rf'^--config\.{re.escape(name)}=.* must be ') as refused:
-      train.train_and_evaluate(config, str(workdir))
+      experiment.train_and_evaluate(record, config, str(workdir))
     assert '\n' not in str(refused.value)
     assert not workdir.exists()
 
@@ -89,23 +90,23 @@ def test_train_and_evaluate_called_directly_refuses_every_bad_field_before_writi
     ('image_classification', 'resnet7'), ('language_model', 'huge'),
     ('unet_segmentation', 'vnet')])
 def test_an_unknown_model_or_method_is_refused_naming_its_flag(example, model):
-  train = importlib.import_module(f'examples.{example}.train')
+  record = importlib.import_module(f'examples.{example}.example').EXAMPLE
   config = importlib.import_module(f'examples.{example}.configs.default').get_config()
   config.sweep.models = (sweep.grid(config)[0][0], model)
   with pytest.raises(ValueError, match=rf"^--config\.sweep\.models: Unknown model '{model}'; "
                                        'valid models are: '):
-    train.validate_config(config)
+    experiment.validate_config(record, config)
   config.sweep.models = ()
   config.model = model
   with pytest.raises(ValueError, match=rf"^--config\.model: Unknown model '{model}'; valid "):
-    train.validate_config(config)
+    experiment.validate_config(record, config)
   config = importlib.import_module(f'examples.{example}.configs.default').get_config()
   for flag, value in (('method', 'sgdx'), ('sweep.methods', ('adam', 'sgdx'))):
     changed = config.copy_and_resolve_references()
     parent, _, key = flag.rpartition('.')
     (changed[parent] if parent else changed)[key] = value
     with pytest.raises(ValueError, match=rf"^--config\.{flag}: Unknown method 'sgdx'; valid "):
-      experiment.validate_config(train.EXAMPLE, changed)
+      experiment.validate_config(record, changed)
 
 
 def test_the_language_models_dtypes_are_those_its_field_declares():
@@ -156,5 +157,6 @@ def test_a_refusal_that_needs_the_data_leaves_no_work_directory(tmp_path):
   workdir = str(tmp_path / 'run')
   refused = pytest.raises(ValueError, match=r'^--config.batch_size=100000 is larger than the 1437 ')
   with refused, cli.workdir_removed_if_left_empty(workdir):
-    experiment.run(config, workdir)  # Made the work directory, then loaded the data.
+    # Made the work directory, then loaded the data.
+    experiment.run(image_classification.EXAMPLE, config, workdir)
   assert not os.path.exists(workdir)

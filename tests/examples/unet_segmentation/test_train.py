@@ -17,9 +17,9 @@ from examples.study import experiment
 from examples.study import sweep
 from examples.unet_segmentation import metrics
 from examples.unet_segmentation import task
-from examples.unet_segmentation import train
 from examples.unet_segmentation.configs import default
 from examples.unet_segmentation.configs import tiny
+from examples.unet_segmentation.example import EXAMPLE
 
 _REPO_ROOT = pathlib.Path(__file__).parents[3]
 
@@ -33,7 +33,7 @@ def _tiny_config(**overrides):
 
 def test_learning_rate_schedule_follows_the_paper():
   config = default.get_config()  # 1e-2, /10 every 5 epochs from epoch 30, 50 epochs.
-  schedule = train.learning_rate_schedule(config, steps_per_epoch=10)
+  schedule = EXAMPLE.learning_rate(config, steps_per_epoch=10)
   expected = {0: 1e-2, 299: 1e-2, 300: 1e-3, 349: 1e-3, 350: 1e-4, 400: 1e-5, 450: 1e-6,
               499: 1e-6}
   for step, learning_rate in expected.items():
@@ -55,7 +55,7 @@ def test_synthetic_run_learns(tmp_path):
                         lr_decay_start_epoch=5, parallel='none', checkpoint_every_steps=1000)
   config.model_kwargs.unet.update(base_features=8)
   run_config = sweep.run_config(config, 'unet', 'adam', 0)
-  history = train.train_and_evaluate(run_config, str(tmp_path))
+  history = experiment.train_and_evaluate(EXAMPLE, run_config, str(tmp_path))
   assert history[-1]['train_loss'] < 0.8 * history[0]['train_loss']
   # Predicting nothing scores about 0.3 here (the empty slices); learning gives clearly more.
   assert history[-1]['test_f1'] > 0.5
@@ -68,7 +68,7 @@ def test_sweep_on_mocked_oxford_iiit_pet_writes_table3_report_and_resumes(tmp_pa
   config.sweep.methods = ('adam', 'znorm')
   workdir = str(tmp_path)
   with tfds.testing.mock_data(num_examples=20):
-    results = experiment.run_sweep(train.EXAMPLE, config, workdir).results
+    results = experiment.run_sweep(EXAMPLE, config, workdir).results
   for name in ('results.json', 'results.csv', 'table.md', 'curves.png', 'predictions_unet.png'):
     assert os.path.getsize(os.path.join(workdir, name)) > 0, name
   with open(os.path.join(workdir, 'table.md')) as f:
@@ -83,7 +83,7 @@ def test_sweep_on_mocked_oxford_iiit_pet_writes_table3_report_and_resumes(tmp_pa
   assert saved['hausdorff'] == pytest.approx(results[1].history[-1]['test_hausdorff'])
   # A second call finds the finished checkpoints: no training, the same results.
   with tfds.testing.mock_data(num_examples=20):
-    resumed = experiment.run_sweep(train.EXAMPLE, config, workdir).results
+    resumed = experiment.run_sweep(EXAMPLE, config, workdir).results
   assert [r.history for r in resumed] == [r.history for r in results]
 
 
@@ -109,4 +109,4 @@ def test_validate_config_names_the_bad_flag(field, value, message):
   parent, _, name = field.rpartition('.')
   (config[parent] if parent else config)[name] = value
   with pytest.raises(ValueError, match=message):
-    experiment.validate_config(train.EXAMPLE, config)
+    experiment.validate_config(EXAMPLE, config)

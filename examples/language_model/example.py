@@ -1,13 +1,12 @@
 """A byte-level transformer language model as the study's :class:`Example` record.
 
-:func:`train_and_evaluate` trains one configuration; ``python -m examples.main``
-runs it, or the sweep of models x methods x seeds with its table and curves.
+``examples.study.experiment.train_and_evaluate(EXAMPLE, config, workdir)`` trains one
+configuration; ``python -m examples.main`` runs it, or the sweep of models x methods x seeds
+with its table and curves.
 The blocks are stacked with ``nnx.scan``; the record reads each parameter's
 layer axis from the model (:func:`models.stacked_axes`), so ``znorm`` and
 ``gc`` take statistics per layer.
 """
-
-from typing import Any
 
 import ml_collections
 import optax
@@ -17,28 +16,8 @@ from examples.language_model import models
 from examples.language_model.configs import default
 from examples.language_model.input_pipeline import Dataset
 from examples.language_model.task import language_model_task
-from examples.study import defaults as study_defaults
-from examples.study import experiment
-from examples.study import sweep
 from examples.study.example import Example
-from examples.training import datasets
-from examples.training import defaults as training_defaults
-from examples.training import fields
 from examples.training.task import Task
-
-_FIELDS = {**training_defaults.FIELDS, **study_defaults.FIELDS, **default.FIELDS}
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks every field against its declaration, then the dataset and every model of the sweep.
-
-  Raises:
-    ValueError: naming the bad flag and what it accepts.
-  """
-  fields.check(config, _FIELDS)
-  datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
-  fields.check_names('--config.sweep.models' if config.sweep.models else '--config.model',
-                     sweep.grid(config)[0], models.check_model, 'model')
 
 
 def make_task(config: ml_collections.ConfigDict, dataset: Dataset) -> Task:
@@ -57,7 +36,9 @@ def learning_rate(config: ml_collections.ConfigDict, steps_per_epoch: int) -> op
 
 
 EXAMPLE = Example(
-    validate_config=validate_config,
+    fields=default.FIELDS,
+    datasets=input_pipeline.DATASETS,
+    check_model=models.check_model,
     load_data=input_pipeline.load,
     make_task=make_task,
     table_columns=(('test_bits_per_byte', 'Validation Bits/Byte', 3),
@@ -68,22 +49,3 @@ EXAMPLE = Example(
     resumable_keys=lambda config: ('data_dir', 'download'),
     stacked_axes=models.stacked_axes,
 )
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
-  """Trains ``config.model`` with ``config.method`` and evaluates it after every epoch.
-
-  Args:
-    config: see ``configs/default.py``.
-    workdir: receives ``metrics.jsonl``, the event files and ``checkpoints/``.
-
-  Returns:
-    Per-epoch records (``train_loss``, ``train_bits_per_byte``, ``test_loss``,
-    ``test_bits_per_byte``, ...), as in ``metrics.jsonl``.
-
-  Raises:
-    ValueError: naming the first bad flag, before anything is loaded or written.
-  """
-  fields.check(config, _FIELDS)  # First: the study's checks read its fields as numbers.
-  experiment.validate_config(EXAMPLE, config)
-  return experiment.train_and_evaluate(EXAMPLE, config, workdir)

@@ -21,7 +21,6 @@ import collections
 import json
 import os
 from collections.abc import Sequence
-from typing import Any
 
 import jax
 import ml_collections
@@ -30,13 +29,8 @@ import optax
 from absl import logging
 from flax import nnx
 
-from examples.study import defaults as study_defaults
-from examples.study import experiment
 from examples.study import sweep
 from examples.study.example import Example
-from examples.training import datasets
-from examples.training import defaults as training_defaults
-from examples.training import fields
 from examples.training import parallel
 from examples.unet_segmentation import input_pipeline
 from examples.unet_segmentation import metrics
@@ -48,21 +42,14 @@ from examples.unet_segmentation.task import LABEL
 from examples.unet_segmentation.task import make_task
 from examples.unet_segmentation.task import predict
 
-_FIELDS = {**training_defaults.FIELDS, **study_defaults.FIELDS, **default.FIELDS}
 
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Checks every field against its declaration, the dataset, and each model with its image size.
+def check_image_size(config: ml_collections.ConfigDict) -> None:
+  """Checks that ``config.image_size`` fits every model of the sweep with its depth.
 
   Raises:
-    ValueError: naming the bad flag and what it accepts.
+    ValueError: naming ``--config.image_size`` and the multiple it must be.
   """
-  fields.check(config, _FIELDS)
-  datasets.check_dataset(config.dataset, input_pipeline.DATASETS)
-  model_names, _, _ = sweep.grid(config)
-  fields.check_names('--config.sweep.models' if config.sweep.models else '--config.model',
-                     model_names, models.check_model, 'model')
-  for model_name in model_names:
+  for model_name in sweep.grid(config)[0]:
     # The model's structure without allocating its weights.
     model = nnx.eval_shape(lambda name=model_name: make_task(config, name).create_model(
         nnx.Rngs(0), None))
@@ -134,7 +121,10 @@ def write_figures(config: ml_collections.ConfigDict, workdir: str,
 
 
 EXAMPLE = Example(
-    validate_config=validate_config,
+    fields=default.FIELDS,
+    datasets=input_pipeline.DATASETS,
+    check_model=models.check_model,
+    validate_config=check_image_size,
     load_data=input_pipeline.load,
     make_task=lambda config, dataset: make_task(config, config.model),
     table_columns=(
@@ -152,22 +142,3 @@ EXAMPLE = Example(
     score=score,
     write_figures=write_figures,
 )
-
-
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> list[dict[str, Any]]:
-  """Trains ``config.model`` with ``config.method`` and ``config.seed``, then scores it.
-
-  Args:
-    config: see ``configs/default.py``.
-    workdir: receives ``metrics.jsonl``, ``checkpoints/``, ``test_metrics.json`` and
-      ``predictions.npz``.
-
-  Returns:
-    The per-epoch records; the last one also holds the final per-image metrics.
-
-  Raises:
-    ValueError: naming the first bad flag, before anything is loaded or written.
-  """
-  fields.check(config, _FIELDS)  # First: the study's checks read its fields as numbers.
-  experiment.validate_config(EXAMPLE, config)
-  return experiment.train_and_evaluate(EXAMPLE, config, workdir)
