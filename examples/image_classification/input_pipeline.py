@@ -9,9 +9,8 @@ Each process reads its own share of every split (``jax.process_index()``).
 
 import ml_collections
 import numpy as np
-from sklearn import datasets as sklearn_datasets
-from sklearn import model_selection
 
+from examples.datasets import digits
 from examples.image_classification.preprocessing import Dataset
 from examples.image_classification.preprocessing import augment
 from examples.image_classification.preprocessing import channel_statistics
@@ -21,8 +20,6 @@ from examples.training.data import ArraySource
 
 TFDS_DATASETS = ('cifar10', 'patch_camelyon')
 DATASETS = ('digits',) + TFDS_DATASETS
-_DIGITS_TEST_FRACTION = 0.2
-_DIGITS_MAX_VALUE = 16.0  # load_digits pixels are counts in [0, 16].
 
 
 def _normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -30,33 +27,34 @@ def _normalize(images: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndar
 
 
 def load_digits(config: ml_collections.ConfigDict) -> Dataset:
-  """scikit-learn's 8x8 handwritten digits, upsampled to ``image_size``, split 80/20.
+  """:mod:`examples.datasets.digits`, upsampled to ``image_size``.
 
-  Real data that ships with scikit-learn, so it needs no network. The 8x8
-  images are scaled up by pixel repetition and zero-padded to
+  The 8x8 images are scaled up by pixel repetition and zero-padded to
   ``config.image_size`` so the ResNet's two stride-2 stages have room.
   """
-  digits = sklearn_datasets.load_digits()
   scale = config.image_size // 8
   if scale < 1:
     raise ValueError(f'--config.image_size={config.image_size} must be at least 8 for digits.')
-  images = digits.images.repeat(scale, axis=1).repeat(scale, axis=2) / _DIGITS_MAX_VALUE
   margin = config.image_size - 8 * scale
   before, after = margin // 2, margin - margin // 2
-  images = np.pad(images, ((0, 0), (before, after), (before, after)))[..., None]
-  train_x, test_x, train_y, test_y = model_selection.train_test_split(
-      images, digits.target, test_size=_DIGITS_TEST_FRACTION, random_state=0, stratify=digits.target
-  )
+
+  def upsampled(images: np.ndarray) -> np.ndarray:
+    images = images.repeat(scale, axis=1).repeat(scale, axis=2)
+    return np.pad(images, ((0, 0), (before, after), (before, after)))[..., None]
+
+  train_split, test_split = digits.load()
+  train_x, test_x = upsampled(train_split['image']), upsampled(test_split['image'])
   mean, std = channel_statistics(train_x)
-  train = {'image': _normalize(train_x, mean, std), 'label': train_y.astype(np.int32)}
-  test = {'image': _normalize(test_x, mean, std), 'label': test_y.astype(np.int32)}
+  train = {'image': _normalize(train_x, mean, std), 'label': train_split['label']}
+  test = {'image': _normalize(test_x, mean, std), 'label': test_split['label']}
 
   def make_source(run_config: ml_collections.ConfigDict) -> ArraySource:
     return ArraySource(train, test, global_batch_size=run_config.batch_size,
                        process_batch_size=parallel.process_batch_size(run_config),
                        seed=run_config.seed, train_transform=augment if run_config.augment else None)
 
-  return Dataset(10, train_x.shape[1:], len(train_x), len(test_x), make_source)
+  return Dataset(digits.NUM_CLASSES, train_x.shape[1:], len(train_x), len(test_x),
+                 make_source)
 
 
 def load(config: ml_collections.ConfigDict) -> Dataset:

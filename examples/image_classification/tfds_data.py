@@ -7,6 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from examples.datasets import tfds_builder
 from examples.image_classification.preprocessing import Dataset
 from examples.image_classification.preprocessing import augment
 from examples.image_classification.preprocessing import channel_statistics
@@ -14,7 +15,6 @@ from examples.training import distributed
 from examples.training import parallel
 from examples.training.data import NumpyBatch
 from examples.training.data import pad_batch
-from examples.training.datasets import DatasetUnavailableError
 from examples.training.task import MASK
 
 
@@ -108,36 +108,13 @@ class TfdsSource:
       yield pad_batch(empty, size)
 
 
-def _prepared_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
-  builder = tfds.builder(config.dataset, data_dir=config.data_dir)
-  if config.download:
-    try:
-      builder.download_and_prepare()
-    except Exception as error:  # Network and disk failures come in many types.
-      raise DatasetUnavailableError(
-          f'Could not download {config.dataset!r}: {error}\n'
-          'To run offline, use --config.dataset=digits.'
-      ) from error
-  try:
-    builder.as_dataset(split='train')
-  except AssertionError as error:  # tfds's "could not find data" error.
-    data_dir = config.data_dir or builder.data_dir_root
-    raise DatasetUnavailableError(
-        f'Dataset {config.dataset!r} is not prepared in {data_dir}. With internet access,\n'
-        f'  tfds build {config.dataset} --data_dir={data_dir}\n'
-        'downloads and prepares it once (or rerun with --config.download=True).\n'
-        'To run offline, use --config.dataset=digits.'
-    ) from error
-  return builder
-
-
 def load(config: ml_collections.ConfigDict) -> Dataset:
   """``cifar10`` or ``patch_camelyon`` from ``config.data_dir`` (downloads with ``download``).
 
   Raises:
     DatasetUnavailableError: if the dataset is not prepared and may not be downloaded.
   """
-  builder = _prepared_builder(config)
+  builder = tfds_builder.prepared_builder(config, 'To run offline, use --config.dataset=digits.')
   sample = builder.as_dataset(split='train').take(config.normalization_examples)
   images = np.stack([example['image'] for example in tfds.as_numpy(sample)]) / 255.0
   mean, std = channel_statistics(images)

@@ -1,0 +1,1 @@
+"""Data any example may load: scikit-learn's digits, and tfds builders prepared or refused."""
