@@ -37,6 +37,8 @@ REFERENCE_TRANSFORMS = {  # name -> change of a flat dict of float64 gradients.
     'adam': _leafwise(lambda g: g), 'wd1e-3': _leafwise(lambda g: g),
     'wd1e-4': _leafwise(lambda g: g), 'znorm': _leafwise(_zscore),
     'znorm_pooled': _leafwise(_zscore), 'gc': _leafwise(_centralize),
+    # Without embedding tables these two are znorm.
+    'znorm_table': _leafwise(_zscore), 'znorm_masked': _leafwise(_zscore),
     'clip': _leafwise(lambda g: np.clip(g, -0.1, 0.1)), 'clip_norm': _clip_by_global_norm,
 }
 
