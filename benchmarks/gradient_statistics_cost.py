@@ -33,8 +33,8 @@ from flax import nnx
 # `python benchmarks/gradient_statistics_cost.py` puts benchmarks/ on the path.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from examples.image_classification.task import classification_task
+from examples.study import gradient_statistics
 from examples.study import methods
-from examples.training import gradient_log
 from examples.training import parallel
 from examples.training import steps
 
@@ -82,8 +82,8 @@ def _compiled(args, variant: str, data_parallel, batch):
   recorder = None
   if statistics_every is not None:
     params = jax.tree.map(np.asarray, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
-    recorder = gradient_log.StepStatistics(methods.gradient_transform(args.method),
-                                           statistics_every, params)
+    recorder = gradient_statistics.StepStatistics(methods.gradient_transform(args.method),
+                                                  statistics_every, params)
   run = data_parallel.compile(steps.train_step(task, graphdef, gradient_statistics=recorder),
                               donate_argnums=(0,))
   carry = data_parallel.put_state((state, steps.initial_health(0)))

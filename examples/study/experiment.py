@@ -9,6 +9,7 @@ import ml_collections
 from flax import nnx
 
 from examples.study import defaults as study_defaults
+from examples.study import gradient_statistics
 from examples.study import methods
 from examples.study import report
 from examples.study import sweep
@@ -86,14 +87,13 @@ def _train_checked(example: Example, config: ml_collections.ConfigDict, workdir:
   stacked_axes = None
   if example.stacked_axes is not None:
     stacked_axes = example.stacked_axes(abstract_model)
-  embedding_rows = methods.embedding_rows(abstract_model)
+  transform = methods.gradient_transform(config.method, stacked_axes,
+                                        methods.embedding_rows(abstract_model))
   history = loop.fit(config, workdir, task, source,
-                     methods.make_optimizer(config.method, learning_rate, stacked_axes,
-                                            embedding_rows),
+                     methods.make_optimizer_from(config.method, learning_rate, transform),
                      resumable_keys=resumable_keys,
-                     gradient_transform=methods.gradient_transform(config.method, stacked_axes,
-                                                                   embedding_rows),
-                     stacked_axes=stacked_axes,
+                     gradient_statistics=gradient_statistics.for_run(
+                         config, abstract_model, transform, stacked_axes),
                      name=f'{config.model} {config.method} seed {config.seed}')
   if example.score is not None:
     model = resume.load_model(config, workdir, task, resumable_keys=resumable_keys)

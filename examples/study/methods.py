@@ -31,41 +31,27 @@ def _adamw(weight_decay: float):
   return make
 
 
-def by_path(*stacked_axes: StackedAxes) -> Callable[[Any], Any] | None:
-  """The union of ``stacked_axes`` trees as a callable of any tree with the parameters' key paths.
+def _is_axes(value) -> bool:
+  return value is None or isinstance(value, (int, tuple))
 
-  ``nnx.Optimizer`` hands the transforms ``nnx.State`` trees and the gradient
-  log pure dicts; both flatten to the same ``'blocks/qkv/kernel'`` paths. A
-  leaf stacked in several trees (the layers and rows of a stack of embedding
-  tables) gets all their axes. ``None`` where no tree is given.
+
+def _union(*stacked_axes: StackedAxes) -> StackedAxes:
+  """One tree of stacked axes: each leaf gets every axis the trees give it; ``None`` if none is given.
+
+  A leaf stacked in several trees (the layers and rows of a stack of
+  embedding tables) gets all their axes. The trees are pure dicts of one
+  model's parameters, so they share their structure.
   """
-  if all(tree is None for tree in stacked_axes):
+  trees = [tree for tree in stacked_axes if tree is not None]
+  if not trees:
     return None
-  axes_by_name = _axes_by_name(*stacked_axes)
-  return _by_name(axes_by_name.get)
 
+  def union(*axes):
+    merged = sorted({a for leaf in axes if leaf is not None
+                     for a in ((leaf,) if isinstance(leaf, int) else leaf)})
+    return tuple(merged) or None
 
-def _axes_by_name(*stacked_axes: StackedAxes) -> dict[str, tuple[int, ...]]:
-  """``'blocks/qkv/kernel' -> (0,)`` for every leaf that a tree of ``stacked_axes`` stacks."""
-  axes_by_name = {}
-  for tree in stacked_axes:
-    for path, axes in jax.tree_util.tree_flatten_with_path(
-        tree, is_leaf=lambda x: x is None or isinstance(x, tuple))[0]:
-      if axes is not None:
-        name = _path_name(path)
-        axes = (axes,) if isinstance(axes, int) else tuple(axes)
-        axes_by_name[name] = tuple(sorted({*axes_by_name.get(name, ()), *axes}))
-  return axes_by_name
-
-
-def _by_name(value: Callable[[str], Any]) -> Callable[[Any], Any]:
-  """A tree like the one it is given, with ``value(path name)`` at every leaf."""
-  return lambda tree: jax.tree_util.tree_map_with_path(
-      lambda path, _: value(_path_name(path)), tree)
-
-
-def _path_name(path) -> str:
-  return jax.tree_util.keystr(path, simple=True, separator='/')
+  return jax.tree.map(union, *trees, is_leaf=_is_axes)
 
 
 def embedding_rows(model: nnx.Module) -> dict:
@@ -91,8 +77,8 @@ class Method(NamedTuple):
 
   gradient_transform: Callable[[StackedAxes, StackedAxes], optax.GradientTransformation] | None
   """Factory of what is applied to the raw gradient before Adam's moments, from
-  the parameters' layer axes and the embedding tables' row axes (see
-  :func:`by_path`); ``None``: the gradient as it is."""
+  the parameters' layer axes and the embedding tables' row axes (each a
+  :data:`StackedAxes`); ``None``: the gradient as it is."""
   adam: Callable[[LearningRate], optax.GradientTransformation]
   """Factory of the Adam-type optimizer that follows, from a learning rate."""
 
@@ -112,10 +98,12 @@ def _znorm(*, pool_layers: bool = False, embeddings: str = 'rows'):
   def make(layers, rows):
     layers = None if pool_layers else layers
     if embeddings == 'rows':
-      return znorm_optax.znorm(stacked_axes=by_path(layers, rows))
-    tables = _axes_by_name(rows)
-    mask = _by_name(lambda name: name not in tables) if embeddings == 'adam' and tables else None
-    return znorm_optax.znorm(stacked_axes=by_path(layers), mask=mask)
+      return znorm_optax.znorm(stacked_axes=_union(layers, rows))
+    mask = None
+    if embeddings == 'adam' and any(axes is not None
+                                    for axes in jax.tree.leaves(rows, is_leaf=_is_axes)):
+      mask = jax.tree.map(lambda axes: axes is None, rows, is_leaf=_is_axes)
+    return znorm_optax.znorm(stacked_axes=layers, mask=mask)
 
   return make
 
@@ -124,7 +112,7 @@ METHODS: dict[str, Method] = {
     'adam': Method(None, optax.adam),
     'znorm': Method(_znorm(), optax.adam),
     'znorm_pooled': Method(_znorm(pool_layers=True), optax.adam),
-    'gc': Method(lambda layers, embedding_rows: znorm_optax.centralize(stacked_axes=by_path(layers)),
+    'gc': Method(lambda layers, embedding_rows: znorm_optax.centralize(stacked_axes=layers),
                  optax.adam),
     'clip': Method(_ignores_stacked_axes(optax.clip(_CLIP_THRESHOLD)), optax.adam),
     'clip_norm': Method(_ignores_stacked_axes(optax.clip_by_global_norm(_GLOBAL_NORM)),
@@ -201,11 +189,21 @@ def make_optimizer(name: str, learning_rate: LearningRate, stacked_axes: Stacked
   Raises:
     ValueError: if ``name`` is not a registered method; the message lists them.
   """
+  return make_optimizer_from(name, learning_rate,
+                             gradient_transform(name, stacked_axes, embedding_rows))
+
+
+def make_optimizer_from(name: str, learning_rate: LearningRate,
+                        transform: optax.GradientTransformation) -> optax.GradientTransformation:
+  """:func:`make_optimizer` around a ``transform`` built by :func:`gradient_transform`.
+
+  For a caller that uses the transform itself too (the gradient log), so it is built once.
+  """
   method = METHODS[check_method(name)]
   optimizer = method.adam(learning_rate)
-  if method.gradient_transform is None:
+  if method.gradient_transform is None:  # Adam alone: its state has no transform's part.
     return optimizer
-  return optax.chain(gradient_transform(name, stacked_axes, embedding_rows), optimizer)
+  return optax.chain(transform, optimizer)
 
 
 def gradient_transform(name: str, stacked_axes: StackedAxes = None,

@@ -14,16 +14,17 @@ A caller gives :func:`~examples.training.loop.fit` four things:
    batches, e.g. :class:`~examples.training.data.ArraySource` for arrays in
    memory. Split the global batch with
    :func:`~examples.training.parallel.process_batch_size`.
-3. An optax optimizer, and the gradient transform before its moments if
-   ``--config.log_gradient_statistics`` is on.
+3. An optax optimizer, and with ``--config.log_gradient_statistics`` a
+   :class:`~examples.training.gradient_log.StepStatistics` that computes the
+   gradient statistics (the study's computes them with the library).
 4. A config with the fields of :func:`~examples.training.defaults.get_config`.
 
 It then trains with ``--config.parallel`` = ``sharded`` (default), ``pmap`` or
 ``none`` on the devices of ``--config.platform`` (JAX's default backend unless
 set), evaluates every epoch, writes ``metrics.jsonl`` and TensorBoard event
 files (and, with ``--config.log_gradient_statistics=True``, each parameter
-leaf's gradient norm and std before and after the gradient transform at every
-log step, into ``gradient_statistics.jsonl`` and TensorBoard), checkpoints with
+leaf's gradient norm and std before and after the method's gradient transform
+at every log step, into ``gradient_statistics.jsonl`` and TensorBoard), checkpoints with
 orbax (named items, the run's config, checksums, fall-back to the previous
 intact checkpoint) and resumes with ``--config.resume`` only into the same run
 on the same devices, where it ends bit for bit as an uninterrupted run does
@@ -43,7 +44,7 @@ Modules: ``task`` (interfaces), ``defaults`` (the core's config fields),
 (processes), ``data`` (in-memory source, padding), ``datasets`` (dataset-name
 checks, optional tfds), ``checkpointing`` (orbax), ``resume`` (same-run check,
 ``load_model``), ``metrics_log`` (JSONL), ``tensorboard_log`` (event files),
-``gradient_log`` (per-layer gradient statistics), ``fields`` (what each config
+``gradient_log`` (the gradient statistics' log), ``tree_paths`` (leaf names), ``fields`` (what each config
 field accepts), ``validation`` (config and work directory checks), ``cli`` (the shared command line), ``loop`` (the
 training loop), ``stop_signals`` (SIGTERM, SIGINT, preemption notices),
 ``workdir_lock`` (one run per work directory) and ``errors`` (why a run

@@ -77,18 +77,14 @@ def _initial_state(config, task: Task, optimizer, axis_name: str | None):
 class _Run:
   """One training run's placed state, compiled steps and bookkeeping."""
 
-  def __init__(self, config, workdir, task, data, optimizer, resumable_keys, gradient_transform,
-               stacked_axes, stop: stop_signals.StopSignals, name: str):
+  def __init__(self, config, workdir, task, data, optimizer, resumable_keys,
+               gradient_statistics: gradient_log.StepStatistics | None,
+               stop: stop_signals.StopSignals, name: str):
     self.config, self.data, self.stop, self.name = config, data, stop, name
     self.data_parallel = parallel.from_config(config)
     axis_name = self.data_parallel.data_axis_name
     graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
-    self.gradient_statistics = None
-    if config.log_gradient_statistics:
-      self.gradient_statistics = gradient_log.StepStatistics(
-          gradient_transform,
-          config.log_every_steps, _pure(nnx.filter_state(host_state[0], nnx.Param)),
-          stacked_axes)
+    self.gradient_statistics = gradient_statistics if config.log_gradient_statistics else None
     skip = config.on_nonfinite == 'skip'
     gather = self.data_parallel.gather_variables
     self.train_step = self.data_parallel.compile(
@@ -311,8 +307,7 @@ def fit(
     optimizer: optax.GradientTransformation,
     *,
     resumable_keys: Iterable[str] = (),
-    gradient_transform: optax.GradientTransformation | None = None,
-    stacked_axes: Any = None,
+    gradient_statistics: gradient_log.StepStatistics | None = None,
     name: str = '',
 ) -> list[dict[str, Any]]:
   """Trains ``task``'s model on ``data`` and evaluates it after every epoch.
@@ -332,8 +327,8 @@ def fit(
   event files (:mod:`examples.training.tensorboard_log`: the epoch records,
   the training means of every log interval and the config) into ``workdir``;
   with ``log_gradient_statistics`` also ``gradient_statistics.jsonl``
-  (:mod:`examples.training.gradient_log`: each leaf's gradient norm and std
-  before and after ``gradient_transform``, at every log step).
+  (:mod:`examples.training.gradient_log`: what ``gradient_statistics``
+  computes at every log step).
 
   Args:
     config: reads ``seed``, ``parallel`` (``sharded``, ``pmap`` or
@@ -350,12 +345,9 @@ def fit(
     optimizer: any optax optimizer; it updates the ``nnx.Param`` leaves.
     resumable_keys: the caller's config fields that may change on resume,
       e.g. a data directory.
-    gradient_transform: the stateless part of ``optimizer`` that changes the
-      raw gradient before the moments, whose output ``log_gradient_statistics``
-      records as ``after``; needed with ``log_gradient_statistics``.
-    stacked_axes: the parameters' stacked axes (the layer axis of ``nnx.scan``)
-      as :func:`znorm_optax.gradient_statistics` takes them for a pure-dict
-      tree of the parameters: ``log_gradient_statistics`` records each layer.
+    gradient_statistics: the caller's statistics of each log step's
+      gradient (e.g. :class:`examples.study.gradient_statistics.StepStatistics`);
+      needed with ``log_gradient_statistics``, unused without it.
     name: the run's name on the progress bar and in the epoch summaries;
       ``seed <seed>`` by default.
 
@@ -377,13 +369,13 @@ def fit(
       the checkpoints verified before it are kept.
   """
   validation.validate(config)
-  if config.log_gradient_statistics and gradient_transform is None:
-    raise ValueError('--config.log_gradient_statistics=True, but the example passes no '
-                     'gradient_transform to fit.')
+  if config.log_gradient_statistics and gradient_statistics is None:
+    raise ValueError('--config.log_gradient_statistics=True, but the caller passes no '
+                     'gradient_statistics to fit.')
   validation.prepare_workdir(workdir)
   with workdir_lock.WorkdirLock(workdir), stop_signals.StopSignals() as stop:
-    run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_transform,
-               stacked_axes, stop, name or f'seed {config.seed}')
+    run = _Run(config, workdir, task, data, optimizer, resumable_keys, gradient_statistics,
+               stop, name or f'seed {config.seed}')
     try:
       for epoch in range(run.step // data.steps_per_epoch, config.num_epochs):
         if not run.train_epoch(epoch):

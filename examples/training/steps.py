@@ -126,8 +126,8 @@ def train_step(task: Task, graphdef: nnx.GraphDef, axis_name: str | None = None,
     max_consecutive: non-finite steps in a row after which ``health`` records a
       stop; 1 stops at the first.
     gradient_statistics: if given, the step returns ``(metric_sums,
-      statistics)`` instead of ``metric_sums``: the per-leaf statistics of the
-      (averaged) gradient at log steps, NaN at other steps.
+      statistics)`` instead of ``metric_sums``: what it computes from the
+      (averaged) gradient and the parameters.
     gather_variables: if given, the loss runs on the model with this applied
       to its state (``fsdp``: each variable whole; see
       :attr:`examples.training.parallel.DataParallel.gather_variables`).

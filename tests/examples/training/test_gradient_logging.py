@@ -8,6 +8,7 @@ import optax
 import pytest
 from flax import nnx
 
+from examples.study import gradient_statistics
 from examples.study import methods
 from examples.study import report
 from examples.study import sweep
@@ -100,7 +101,7 @@ def test_gradient_transform_is_the_change_before_adam(name):
 
 def test_stateful_transform_is_refused():
   with pytest.raises(ValueError, match='stateless gradient transform'):
-    gradient_log.StepStatistics(optax.scale_by_adam(), 10, {'w': np.zeros(3)})
+    gradient_statistics.StepStatistics(optax.scale_by_adam(), 10, {'w': np.zeros(3)})
 
 
 def test_start_keeps_the_records_up_to_the_start_step(tmp_path):

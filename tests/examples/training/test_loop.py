@@ -13,6 +13,7 @@ from flax import nnx
 from scipy import special
 
 from examples.study import defaults
+from examples.study import gradient_statistics
 from examples.study import methods
 from examples.study import sweep
 from examples.training import loop
@@ -83,9 +84,12 @@ def _source(config):
 
 
 def _fit(config, workdir, source=None):
-  optimizer = methods.make_optimizer(config.method, config.learning_rate)
+  transform = methods.gradient_transform(config.method)
+  optimizer = methods.make_optimizer_from(config.method, config.learning_rate, transform)
   return loop.fit(config, str(workdir), TASK, source or _source(config), optimizer,
-                  gradient_transform=methods.gradient_transform(config.method))
+                  gradient_statistics=gradient_statistics.for_run(
+                      config, nnx.eval_shape(lambda: TASK.create_model(nnx.Rngs(0), None)),
+                      transform))
 
 
 def test_parallel_modes_agree(tmp_path):

@@ -32,6 +32,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from examples.study import gradient_statistics
 from examples.study import methods
 from examples.training import checkpointing
 from examples.training import cli
@@ -98,9 +99,12 @@ def data(run_config, *, nan_at: int | None = None, num_train: int = NUM_TRAIN) -
 
 def fit(workdir: str, run_config=None, **data_kwargs):
   run_config = run_config or config()
-  optimizer = methods.make_optimizer(run_config.method, run_config.learning_rate)
+  transform = methods.gradient_transform(run_config.method)
+  optimizer = methods.make_optimizer_from(run_config.method, run_config.learning_rate, transform)
   return loop.fit(run_config, str(workdir), TASK, data(run_config, **data_kwargs), optimizer,
-                  gradient_transform=methods.gradient_transform(run_config.method))
+                  gradient_statistics=gradient_statistics.for_run(
+                      run_config, nnx.eval_shape(lambda: TASK.create_model(nnx.Rngs(0), None)),
+                      transform))
 
 
 def final_params(workdir: str, run_config=None) -> dict:
