@@ -49,6 +49,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from examples.training import errors
+from examples.training import tree_paths
 
 ARRAY_ITEMS = ('model', 'optimizer')
 JSON_ITEMS = ('loop', 'config')
@@ -81,17 +82,13 @@ def metric_sums_from_json(saved: dict[str, list]) -> dict[str, np.ndarray]:
   return {name: np.asarray(value, dtype) for name, (value, dtype) in saved.items()}
 
 
-def _path_name(path) -> str:
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'idx', getattr(k, 'name', k)))) for k in path)
-
-
 def _array_checksums(tree) -> dict[str, int]:
   """CRC-32 of each array's dtype, shape and bytes, keyed by its path."""
   sums = {}
   for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
     array = np.ascontiguousarray(leaf)
     header = f'{array.dtype.str}{array.shape}'.encode()
-    sums[_path_name(path)] = zlib.crc32(array.tobytes(), zlib.crc32(header))
+    sums[tree_paths.path_name(path)] = zlib.crc32(array.tobytes(), zlib.crc32(header))
   return sums
 
 
