@@ -1,0 +1,1 @@
+"""The fourth example of examples/README.md's "Adding an example": an MLP on digits (a fixture)."""
