@@ -82,6 +82,7 @@ class _Run:
                stop: stop_signals.StopSignals, name: str):
     self.config, self.data, self.stop, self.name = config, data, stop, name
     self.data_parallel = parallel.from_config(config)
+    self.devices = parallel.describe_devices(config)
     axis_name = self.data_parallel.data_axis_name
     graphdef, host_state = _initial_state(config, task, optimizer, axis_name)
     self.gradient_statistics = gradient_statistics if config.log_gradient_statistics else None
@@ -138,6 +139,8 @@ class _Run:
 
     def check(restored: checkpointing.Restored) -> None:
       resume.check_same_run(restored.config, self.config, restored.path, resumable_keys)
+      resume.check_same_devices(restored.loop.get('devices'), self.devices, self.config,
+                                restored.path)
       if restored.loop['steps_per_epoch'] != self.data.steps_per_epoch:
         raise ValueError(
             f'--config.resume=True, but the checkpoint {restored.path} was trained with '
@@ -198,7 +201,7 @@ class _Run:
     self.checkpointer.save(
         self.step, model=_pure(host_state[0]), optimizer=_pure(host_state[1]),
         loop={'step': self.step, 'steps_per_epoch': self.data.steps_per_epoch,
-              'history': list(self.history), 'train_sums': sums},
+              'history': list(self.history), 'train_sums': sums, 'devices': self.devices},
         config=self.config_json,
     )
 

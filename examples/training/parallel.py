@@ -253,6 +253,19 @@ def device_count(mode: str, platform: str | None = None) -> int:
   return 1 if check_mode(mode) == 'none' else jax.device_count(platform or None)
 
 
+def describe_devices(config: ml_collections.ConfigDict) -> dict[str, str | int]:
+  """The devices a run of ``config`` trains on, as its checkpoints record them.
+
+  The flags alone do not pin them (``platform=''`` is JAX's default, ``sharded``
+  all of the platform's devices), and other devices sum in another order.
+  """
+  device = jax.devices(config.platform or None)[0]
+  return {'parallel': config.parallel, 'platform': device.platform,
+          'device_kind': device.device_kind,
+          'device_count': device_count(config.parallel, config.platform),
+          'process_count': jax.process_count()}
+
+
 def process_batch_size(config: ml_collections.ConfigDict) -> int:
   """This process's share of ``config.batch_size`` over the devices that ``config.parallel`` uses.
 

@@ -86,6 +86,34 @@ def check_same_run(saved_config: dict, config: ml_collections.ConfigDict, checkp
     )
 
 
+def check_same_devices(saved: dict | None, devices: dict, config: ml_collections.ConfigDict,
+                       checkpoint: str) -> None:
+  """Refuses to resume ``checkpoint`` on other devices than it was trained on.
+
+  Args:
+    saved: the devices the ``loop`` item records; ``None`` in checkpoints
+      written before it did, which are taken to match.
+    devices: this run's, from :func:`examples.training.parallel.describe_devices`.
+    config: this run's config; ``resume_on_other_devices`` allows other devices.
+    checkpoint: the checkpoint's path, for the message.
+
+  Raises:
+    ValueError: listing every difference with both values.
+  """
+  if saved is None or config.get('resume_on_other_devices', False):
+    return
+  differing = [key for key in sorted(saved.keys() | devices.keys())
+               if saved.get(key) != devices.get(key)]
+  if differing:
+    changes = '; '.join(f'{key}: {saved.get(key)!r} there, {devices.get(key)!r} now'
+                        for key in differing)
+    raise ValueError(
+        f'--config.resume=True, but the checkpoint {checkpoint} was trained on other devices '
+        f'({changes}). Resume on its devices, or pass --config.resume_on_other_devices=True: the '
+        'run then sums in another order and does not end bit for bit where an uninterrupted one '
+        'does.')
+
+
 def load_model(config: ml_collections.ConfigDict, workdir: str, task: Task,
                *, resumable_keys: Iterable[str] = ()) -> nnx.Module:
   """The trained model of the newest intact checkpoint that ``loop.fit`` wrote into ``workdir``.

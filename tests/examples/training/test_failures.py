@@ -253,6 +253,35 @@ def test_other_devices_are_refused_on_resume_unless_asked_for(reference, tmp_pat
   tiny.final_params(workdir, tiny.config(num_epochs=3, parallel='pmap'))  # Reading: any devices.
 
 
+def test_the_same_flags_on_other_devices_are_refused_on_resume_unless_asked_for(tmp_path):
+  # The checkpoint's run had 2 devices; this process has 8. `sharded` takes all of them.
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  subprocess.run([sys.executable, '-m', 'tests.examples.training.tiny', str(tmp_path),
+                  '--parallel=sharded'], cwd=REPO, env=env, check=True, capture_output=True)
+  resumed = {'resume': True, 'num_epochs': 3, 'parallel': 'sharded'}
+  with pytest.raises(ValueError) as error:
+    tiny.fit(tmp_path, tiny.config(**resumed))
+  message = str(error.value)
+  assert '\n' not in message
+  assert (f'the checkpoint {tmp_path}/checkpoints/16 was trained on other devices '
+          '(device_count: 2 there, 8 now).') in message
+  assert message.endswith('pass --config.resume_on_other_devices=True: the run then sums in '
+                          'another order and does not end bit for bit where an uninterrupted '
+                          'one does.')
+  history = tiny.fit(tmp_path, tiny.config(**resumed, resume_on_other_devices=True))
+  assert [record['step'] for record in history] == [8, 16, 24]
+
+
+def test_a_checkpoint_without_its_devices_matches_any():
+  devices = {'parallel': 'none', 'platform': 'cpu', 'device_kind': 'cpu', 'device_count': 1,
+             'process_count': 1}
+  config = tiny.config()
+  resume.check_same_devices(None, devices, config, 'old')  # Written before devices were saved.
+  with pytest.raises(ValueError, match=r"\(platform: 'tpu' there, 'cpu' now\)"):
+    resume.check_same_devices({**devices, 'platform': 'tpu'}, devices, config, 'new')
+
+
 def test_load_model_reads_the_model_alone(reference, monkeypatch):
   monkeypatch.setattr(nnx, 'Optimizer', None)  # Building one would fail.
   params = tiny.final_params(reference[0])

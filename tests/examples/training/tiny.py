@@ -171,6 +171,7 @@ if __name__ == '__main__':
   parser.add_argument('--process-id', type=int, default=0)
   parser.add_argument('--log-gradient-statistics', action='store_true')
   parser.add_argument('--compilation-cache', action='store_true')
+  parser.add_argument('--parallel', help="'sharded' with a coordinator, else 'none'")
   args = parser.parse_args()
   distributed.initialize(args.coordinator, args.num_processes, args.process_id)
   if args.kill_at_save is not None:
@@ -186,7 +187,7 @@ if __name__ == '__main__':
     jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
   try:
     fit(args.workdir, config(resume=args.resume, log_gradient_statistics=args.log_gradient_statistics,
-                             parallel='sharded' if args.coordinator else 'none'))
+                             parallel=args.parallel or ('sharded' if args.coordinator else 'none')))
   except errors.Interrupted as error:
     print(error, file=sys.stderr)
     sys.exit(error.exit_status)
