@@ -259,7 +259,7 @@ def test_the_same_flags_on_other_devices_are_refused_on_resume_unless_asked_for(
   env.update(JAX_PLATFORMS='cpu', XLA_FLAGS='--xla_force_host_platform_device_count=2')
   subprocess.run([sys.executable, '-m', 'tests.examples.training.tiny', str(tmp_path),
                   '--parallel=sharded'], cwd=REPO, env=env, check=True, capture_output=True)
-  resumed = {'resume': True, 'num_epochs': 3, 'parallel': 'sharded'}
+  resumed = {'resume': True, 'parallel': 'sharded'}  # Nothing left to train: no compile.
   with pytest.raises(ValueError) as error:
     tiny.fit(tmp_path, tiny.config(**resumed))
   message = str(error.value)
@@ -270,7 +270,7 @@ def test_the_same_flags_on_other_devices_are_refused_on_resume_unless_asked_for(
                           'another order and does not end bit for bit where an uninterrupted '
                           'one does.')
   history = tiny.fit(tmp_path, tiny.config(**resumed, resume_on_other_devices=True))
-  assert [record['step'] for record in history] == [8, 16, 24]
+  assert [record['step'] for record in history] == [8, 16]
 
 
 def test_a_checkpoint_without_its_devices_matches_any():
