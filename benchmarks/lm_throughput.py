@@ -6,7 +6,8 @@ rounds in one process, alternating the order of the methods, so machine load
 hits all of them alike. A step trains on ``--batch_size`` windows of
 ``--context`` bytes: ``batch_size * context`` tokens. Methods are built as the
 study builds them (``examples.study.methods.make_optimizer``): ``znorm`` takes
-statistics per layer of the ``nnx.scan`` stack (``models.stacked_axes``), and
+statistics per layer of the ``nnx.scan`` stack (``models.stacked_axes``) and per
+row of the embedding tables (``methods.embedding_rows``), and
 ``clip_norm`` (global-norm clipping + Adam) is a peer that also reduces over
 the whole gradient.
 
@@ -79,8 +80,9 @@ def _parse_args():
 
 
 def _optimizer_factory(method: str):
-  """The study's optimizer of ``method``, with the model's stacked axes."""
-  return lambda model: methods.make_optimizer(method, 1e-3, models.stacked_axes(model))
+  """The study's optimizer of ``method``, with the model's stacked axes and embedding rows."""
+  return lambda model: methods.make_optimizer(method, 1e-3, models.stacked_axes(model),
+                                              methods.embedding_rows(model))
 
 
 def main():

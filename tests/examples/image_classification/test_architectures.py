@@ -265,7 +265,7 @@ def _one_step(method, params, grads):
   return optax.apply_updates(params, updates)
 
 
-PER_LEAF_TRANSFORMS = ('znorm', 'znorm_pooled', 'gc')
+PER_LEAF_TRANSFORMS = ('znorm', 'znorm_pooled', 'znorm_table', 'znorm_masked', 'gc')
 """The methods whose gradient transform takes statistics per leaf (ZNorm, Gradient Centralization).
 
 The others' transforms act on all the leaves concatenated into one vector as on the tree:
