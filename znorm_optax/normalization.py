@@ -129,9 +129,10 @@ def znorm(
 
     >>> grads = {'embedding': jnp.array([[0., 0., 0.], [1., 2., 6.]])}
     >>> tx = znorm_optax.znorm(stacked_axes={'embedding': 0})
-    >>> print(tx.update(grads, tx.init(grads))[0]['embedding'])
-    [[ 0.       0.       0.     ]
-     [-0.92582 -0.46291  1.38873]]
+    >>> import numpy as np
+    >>> print(np.asarray(tx.update(grads, tx.init(grads))[0]['embedding']).round(4))
+    [[ 0.      0.      0.    ]
+     [-0.9258 -0.4629  1.3887]]
 
   References:
     Yun, `ZNorm: Z-Score Gradient Normalization Accelerating Skip-Connected
