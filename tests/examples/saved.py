@@ -3,6 +3,7 @@ event files), and an example whose training batches a test changes."""
 
 import contextlib
 import dataclasses
+import glob
 import struct
 
 from examples.training import checkpointing
@@ -38,6 +39,17 @@ def tensorboard_events(path) -> list:
       events.append(event_pb2.Event.FromString(f.read(length)))
       f.read(4)
   return events
+
+
+def tensorboard_scalars(workdir) -> dict[str, dict[int, float]]:
+  """Tag -> step -> value of the one event file in ``workdir``."""
+  (events_file,) = glob.glob(f'{workdir}/events.out.tfevents.*')
+  scalars = {}
+  for event in tensorboard_events(events_file):
+    for value in event.summary.value:
+      if value.HasField('simple_value'):
+        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  return scalars
 
 
 class _ChangedBatches:

@@ -5,7 +5,6 @@ which the module's compilation cache compiles once per worker; each test checks 
 of its runs, since compiling is most of a run's time.
 """
 
-import glob
 import math
 import pathlib
 
@@ -35,7 +34,7 @@ from tests.examples.saved import example_with_batches
 from tests.examples.saved import final_state
 from tests.examples.saved import interrupted_at
 from tests.examples.saved import saved_steps
-from tests.examples.saved import tensorboard_events
+from tests.examples.saved import tensorboard_scalars
 from tests.examples.saved import without_timing
 
 LAYERS = models.SIZES['tiny'].num_layers
@@ -63,17 +62,6 @@ def _config(**overrides):
 
 def _run_dir(workdir, method):
   return sweep.run_directory(str(workdir), 'tiny', method, 0)
-
-
-def _scalars(run_dir) -> dict[str, dict[int, float]]:
-  """Tag -> step -> value of the run's one event file."""
-  (events_file,) = glob.glob(f'{run_dir}/events.out.tfevents.*')
-  scalars = {}
-  for event in tensorboard_events(events_file):
-    for value in event.summary.value:
-      if value.HasField('simple_value'):
-        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
-  return scalars
 
 
 def _stacked_leaf_sizes() -> tuple[dict[str, int], dict[str, int]]:
@@ -115,7 +103,7 @@ def _check_epoch_logs(run_dir, history):
   records = metrics_log.read(f'{run_dir}/metrics.jsonl')
   assert records == history
   assert [(r['epoch'], r['step']) for r in records] == [(1, 6), (2, 12), (3, 18), (4, 24)]
-  scalars = _scalars(run_dir)
+  scalars = tensorboard_scalars(run_dir)
   for key in ('test_bits_per_byte', 'test_loss', 'train_bits_per_byte', 'train_loss'):
     assert scalars[f'epoch/{key}'] == pytest.approx({r['step']: r[key] for r in records},
                                                     rel=1e-6), key
@@ -283,7 +271,7 @@ def test_skip_leaves_out_and_counts_the_nonfinite_step(tmp_path):
   assert all(np.isfinite(record['train_loss']) for record in history)
   # Its loss is left out of the sums and its windows out of the count: the second epoch's mean
   # is over 5 batches, 2 of them in the log interval of steps 7-9 and 3 in that of steps 10-12.
-  interval = _scalars(tmp_path)['interval/train_loss']
+  interval = tensorboard_scalars(tmp_path)['interval/train_loss']
   np.testing.assert_allclose(history[1]['train_loss'],
                              (2 * np.float64(interval[9]) + 3 * np.float64(interval[12])) / 5,
                              rtol=1e-5)

@@ -1,7 +1,6 @@
 """The training core on a tiny linear task: parallel modes, resume, load_model, sweep, output."""
 
 import dataclasses
-import glob
 
 import chex
 import jax
@@ -25,7 +24,7 @@ from examples.training.task import MASK
 from examples.training.task import Task
 from tests.examples.saved import final_state
 from tests.examples.saved import saved_steps
-from tests.examples.saved import tensorboard_events
+from tests.examples.saved import tensorboard_scalars
 from tests.examples.saved import without_timing
 
 FEATURES, CLASSES = 6, 3
@@ -195,17 +194,6 @@ def test_sweep_runs_the_grid_and_skips_finished_runs(tmp_path):
   again = sweep.run_sweep(run_one, config, str(tmp_path))
   assert trained_steps == []
   assert [r.history for r in again] == [r.history for r in first]
-
-
-def tensorboard_scalars(workdir) -> dict[str, dict[int, float]]:
-  """Tag -> step -> value of the run's one event file."""
-  (events_file,) = glob.glob(f'{workdir}/events.out.tfevents.*')
-  scalars = {}
-  for event in tensorboard_events(events_file):
-    for value in event.summary.value:
-      if value.HasField('simple_value'):
-        scalars.setdefault(value.tag, {})[event.step] = value.simple_value
-  return scalars
 
 
 class _FakeClock:
